@@ -1,0 +1,1 @@
+"""A production-ready, pluggable Apache Arrow Flight RPC server."""
