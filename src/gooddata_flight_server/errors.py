@@ -1,0 +1,424 @@
+"""Error codes and the structured error payload that travels with every Flight error.
+
+Flight errors carry only a message and an opaque ``extra_info`` byte string to the client. Clients of
+this server need more than a sentence to react correctly (is it worth retrying? where? is this a
+poll?), so every error the server raises carries an :class:`ErrorInfo` serialised as JSON in
+``extra_info``. The JSON shape is part of the wire contract with clients written in any language.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import traceback
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias
+
+import orjson
+import pyarrow.flight
+
+__all__ = [
+    "ErrorCode",
+    "ErrorFactory",
+    "ErrorInfo",
+    "RetryInfo",
+]
+
+ErrorFactory: TypeAlias = Callable[[str, bytes], pyarrow.flight.FlightError]
+"""Anything that builds a Flight exception from a message and ``extra_info`` bytes; the pyarrow
+exception classes themselves fit."""
+
+_CODE_MASK: Final = 0xFFFF
+_TRUNCATED_SUFFIX: Final = " [truncated]"
+_MAX_MSG_LEN: Final = 256
+_MAX_DETAIL_LEN: Final = 512
+
+
+class ErrorCode:
+    """Numeric error codes shared with clients.
+
+    The codes are plain ints, not an Enum, because clients and user code receive them from JSON and
+    compare them with ints. The low 16 bits are the code itself, the high 16 bits are flags telling the
+    client whether retrying makes sense: on the same server (``RETRY_HERE``), on another replica
+    (``RETRY_OTHER``) or on any (``RETRY_ANY``). User-defined codes start at ``CUSTOM_START``.
+    """
+
+    UNKNOWN: Final = 0
+    BAD_ARGUMENT: Final = 1
+    BAD_REQUEST: Final = 2
+    UNSUPPORTED_SERVICE: Final = 3
+    INVALID_TICKET: Final = 4
+    COMMAND_FAILED: Final = 5
+    COMMAND_CANCELLED: Final = 6
+    COMMAND_CANCEL_NOT_POSSIBLE: Final = 7
+    COMMAND_RESULT_CONSUMED: Final = 8
+
+    RETRY_HERE: Final = 0x1_0000
+    RETRY_OTHER: Final = 0x2_0000
+    RETRY_ANY: Final = 0x3_0000
+
+    TIMEOUT: Final = 100
+    POLL: Final = RETRY_HERE | 101
+    BACKPRESSURE: Final = RETRY_ANY | 102
+    INTERNAL_ERROR: Final = RETRY_OTHER | 500
+    NOT_READY: Final = RETRY_ANY | 501
+    SHUTTING_DOWN: Final = RETRY_OTHER | 502
+    NOT_IMPLEMENTED: Final = 503
+
+    CUSTOM_START: Final = 1000
+
+    @classmethod
+    def name(cls, code: int) -> str:
+        """Human-readable name for logs and messages; retry flags are ignored so that the number
+        shown is the one documented for the code."""
+        low = code & _CODE_MASK
+        known = _CODE_NAMES.get(low)
+        if known is not None:
+            return f"{known} ({low})"
+        if low >= cls.CUSTOM_START:
+            return f"custom ({low})"
+        return f"unknown ({low})"
+
+    @classmethod
+    def is_retry_here(cls, code: int) -> bool:
+        return bool(code & cls.RETRY_HERE)
+
+    @classmethod
+    def is_retry_other(cls, code: int) -> bool:
+        return bool(code & cls.RETRY_OTHER)
+
+    @classmethod
+    def is_retry_any(cls, code: int) -> bool:
+        """True only when both retry flags are set: the client may pick any replica."""
+        return code & cls.RETRY_ANY == cls.RETRY_ANY
+
+    @classmethod
+    def is_retryable(cls, code: int) -> bool:
+        return bool(code & cls.RETRY_ANY)
+
+
+_CODE_NAMES: Final[dict[int, str]] = {
+    value & _CODE_MASK: attr.lower()
+    for attr, value in vars(ErrorCode).items()
+    if attr.isupper() and attr not in ("RETRY_HERE", "RETRY_OTHER", "RETRY_ANY", "CUSTOM_START")
+}
+
+
+def _truncate(value: str, limit: int) -> str:
+    # The limit includes the suffix so the size of what goes into gRPC headers is a hard bound.
+    if len(value) <= limit:
+        return value
+    return value[: limit - len(_TRUNCATED_SUFFIX)] + _TRUNCATED_SUFFIX
+
+
+def _b64encode(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def _b64decode(what: str, value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: expected a base64 string or null, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as e:
+        raise ValueError(f"{what}: not valid base64: {e}") from None
+
+
+def _parse_json_object(what: str, data: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"{what}: not valid UTF-8 JSON: {e}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+class RetryInfo:
+    """What a client needs to come back later for a result that is not ready yet.
+
+    Sent as the body of a ``POLL`` error: the client retries with ``retry_descriptor`` (or can cancel
+    with ``cancel_descriptor``); ``flight_info`` may describe the partial or final result.
+    """
+
+    __slots__ = ("_cancel_descriptor", "_flight_info", "_retry_descriptor")
+
+    def __init__(
+        self,
+        flight_info: pyarrow.flight.FlightInfo | None = None,
+        retry_descriptor: pyarrow.flight.FlightDescriptor | None = None,
+        cancel_descriptor: pyarrow.flight.FlightDescriptor | None = None,
+    ) -> None:
+        self._flight_info = flight_info
+        self._retry_descriptor = retry_descriptor
+        self._cancel_descriptor = cancel_descriptor
+
+    @property
+    def flight_info(self) -> pyarrow.flight.FlightInfo | None:
+        return self._flight_info
+
+    @property
+    def retry_descriptor(self) -> pyarrow.flight.FlightDescriptor | None:
+        return self._retry_descriptor
+
+    @property
+    def cancel_descriptor(self) -> pyarrow.flight.FlightDescriptor | None:
+        return self._cancel_descriptor
+
+    def to_bytes(self) -> bytes:
+        """Each field is the base64 of its Flight protobuf serialisation so any Flight client library
+        can decode it, not only pyarrow."""
+
+        def encode(value: Any) -> str | None:
+            return None if value is None else _b64encode(value.serialize())
+
+        return orjson.dumps(
+            {
+                "flight_info": encode(self._flight_info),
+                "retry_descriptor": encode(self._retry_descriptor),
+                "cancel_descriptor": encode(self._cancel_descriptor),
+            }
+        )
+
+    @staticmethod
+    def from_bytes(data: bytes) -> RetryInfo:
+        """Missing keys are treated as null so older or leaner servers stay readable."""
+        obj = _parse_json_object("RetryInfo", data)
+
+        def decode(key: str, deserialize: Callable[[bytes], Any]) -> Any:
+            raw = _b64decode(f"RetryInfo.{key}", obj.get(key))
+            if raw is None:
+                return None
+            try:
+                return deserialize(raw)
+            except Exception as e:
+                raise ValueError(f"RetryInfo.{key}: cannot deserialise: {e}") from None
+
+        return RetryInfo(
+            flight_info=decode("flight_info", pyarrow.flight.FlightInfo.deserialize),
+            retry_descriptor=decode("retry_descriptor", pyarrow.flight.FlightDescriptor.deserialize),
+            cancel_descriptor=decode("cancel_descriptor", pyarrow.flight.FlightDescriptor.deserialize),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryInfo):
+            return NotImplemented
+        return (
+            self._flight_info == other._flight_info
+            and self._retry_descriptor == other._retry_descriptor
+            and self._cancel_descriptor == other._cancel_descriptor
+        )
+
+    # Unhashable on purpose: the pyarrow Flight objects inside are not hashable.
+    __hash__ = None  # type: ignore[assignment]  # typeshed types object.__hash__ as a method
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryInfo(flight_info={self._flight_info!r}, retry_descriptor={self._retry_descriptor!r}, "
+            f"cancel_descriptor={self._cancel_descriptor!r})"
+        )
+
+
+class ErrorInfo:
+    """Structured description of an error, carried to the client in ``FlightError.extra_info``.
+
+    Instances are immutable; the ``with_*`` methods return modified copies so an ErrorInfo can be
+    shared and refined safely. ``msg`` and ``detail`` are capped (see ``MAX_MSG_LEN`` and
+    ``MAX_DETAIL_LEN``, both including the ``" [truncated]"`` suffix) because the payload travels in
+    gRPC trailers, which are limited to 16 KiB in total. ``body`` is not capped: keep it small.
+    """
+
+    MAX_MSG_LEN: Final = _MAX_MSG_LEN
+    MAX_DETAIL_LEN: Final = _MAX_DETAIL_LEN
+
+    __slots__ = ("_body", "_code", "_detail", "_msg")
+
+    def __init__(
+        self,
+        msg: str,
+        detail: str | None = None,
+        body: bytes | None = None,
+        code: int = 0,
+    ) -> None:
+        self._msg = _truncate(msg, _MAX_MSG_LEN)
+        self._detail = None if detail is None else _truncate(detail, _MAX_DETAIL_LEN)
+        self._body = None if body is None else bytes(body)
+        self._code = code
+
+    @property
+    def msg(self) -> str:
+        return self._msg
+
+    @property
+    def detail(self) -> str | None:
+        return self._detail
+
+    @property
+    def body(self) -> bytes | None:
+        return self._body
+
+    @property
+    def code(self) -> int:
+        return self._code
+
+    # -- wire format --------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "msg": self._msg,
+                "detail": self._detail,
+                "code": self._code,
+                "body": _b64encode(self._body),
+            }
+        )
+
+    @staticmethod
+    def from_bytes(data: bytes) -> ErrorInfo:
+        """Only ``msg`` is required; the other keys default so payloads from leaner peers parse."""
+        obj = _parse_json_object("ErrorInfo", data)
+        msg = obj.get("msg")
+        if not isinstance(msg, str):
+            problem = "missing" if msg is None else f"a {type(msg).__name__}"
+            raise ValueError(f"ErrorInfo.msg: expected a string, got {problem}")
+        detail = obj.get("detail")
+        if detail is not None and not isinstance(detail, str):
+            raise ValueError(f"ErrorInfo.detail: expected a string or null, got {type(detail).__name__}")
+        code = obj.get("code", ErrorCode.UNKNOWN)
+        if code is None:
+            code = ErrorCode.UNKNOWN
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError(f"ErrorInfo.code: expected an integer, got {type(code).__name__}")
+        body = _b64decode("ErrorInfo.body", obj.get("body"))
+        return ErrorInfo(msg=msg, detail=detail, body=body, code=code)
+
+    @staticmethod
+    def from_pyarrow_error(e: pyarrow.flight.FlightError) -> ErrorInfo:
+        """Raises ValueError when the error did not come from a server that attaches ErrorInfo."""
+        extra_info = e.extra_info
+        if not extra_info:
+            raise ValueError(f"{type(e).__name__} carries no ErrorInfo: extra_info is empty")
+        return ErrorInfo.from_bytes(extra_info)
+
+    @staticmethod
+    def maybe_from_pyarrow_error(e: pyarrow.flight.FlightError) -> ErrorInfo | None:
+        """For clients that talk to servers which may or may not attach ErrorInfo."""
+        try:
+            return ErrorInfo.from_pyarrow_error(e)
+        except ValueError:
+            return None
+
+    # -- factories ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def for_exc(
+        code: int,
+        e: BaseException,
+        extra_msg: str | None = None,
+        include_traceback: bool = True,
+    ) -> ErrorInfo:
+        """The message is ``"[extra_msg: ]TypeName: str(e)"`` (``": str(e)"`` omitted when empty) so the
+        client sees what failed even without the detail; pass ``include_traceback=False`` whenever
+        the traceback could leak server internals to the client."""
+        text = str(e)
+        msg = f"{type(e).__name__}: {text}" if text else type(e).__name__
+        if extra_msg:
+            msg = f"{extra_msg}: {msg}"
+        detail = None
+        if include_traceback:
+            detail = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        return ErrorInfo(msg=msg, detail=detail, code=code)
+
+    @staticmethod
+    def for_reason(code: int, msg: str) -> ErrorInfo:
+        return ErrorInfo(msg=msg, code=code)
+
+    @staticmethod
+    def for_response(code: int, msg: str, body: bytes) -> ErrorInfo:
+        return ErrorInfo(msg=msg, body=body, code=code)
+
+    @staticmethod
+    def bad_argument(msg: str) -> ErrorInfo:
+        return ErrorInfo(msg=msg, code=ErrorCode.BAD_ARGUMENT)
+
+    @staticmethod
+    def poll(
+        flight_info: pyarrow.flight.FlightInfo | None = None,
+        retry_descriptor: pyarrow.flight.FlightDescriptor | None = None,
+        cancel_descriptor: pyarrow.flight.FlightDescriptor | None = None,
+    ) -> ErrorInfo:
+        """Tells the client the result is not ready yet; the body is a :class:`RetryInfo`
+        (read it back with ``RetryInfo.from_bytes(info.body)``)."""
+        return ErrorInfo(
+            msg="Result is not ready yet; poll again.",
+            body=RetryInfo(flight_info, retry_descriptor, cancel_descriptor).to_bytes(),
+            code=ErrorCode.POLL,
+        )
+
+    # -- copies -------------------------------------------------------------------------------------
+
+    def with_msg(self, msg: str) -> ErrorInfo:
+        return ErrorInfo(msg=msg, detail=self._detail, body=self._body, code=self._code)
+
+    def with_detail(self, detail: str | None = None) -> ErrorInfo:
+        return ErrorInfo(msg=self._msg, detail=detail, body=self._body, code=self._code)
+
+    def with_body(self, body: bytes | None = None) -> ErrorInfo:
+        return ErrorInfo(msg=self._msg, detail=self._detail, body=body, code=self._code)
+
+    def with_code(self, code: int) -> ErrorInfo:
+        return ErrorInfo(msg=self._msg, detail=self._detail, body=self._body, code=code)
+
+    # -- Flight exceptions --------------------------------------------------------------------------
+
+    def to_flight_error(self, factory: ErrorFactory) -> pyarrow.flight.FlightError:
+        """Escape hatch for Flight error kinds without a dedicated ``to_*_error`` method."""
+        return factory(self._msg, self.to_bytes())
+
+    def to_user_error(self) -> pyarrow.flight.FlightServerError:
+        """For errors caused by the request; Flight has no better-suited status, so it shares
+        FlightServerError with :meth:`to_server_error` and the code tells them apart."""
+        return self.to_flight_error(pyarrow.flight.FlightServerError)
+
+    def to_server_error(self) -> pyarrow.flight.FlightServerError:
+        return self.to_flight_error(pyarrow.flight.FlightServerError)
+
+    def to_timeout_error(self) -> pyarrow.flight.FlightTimedOutError:
+        return self.to_flight_error(pyarrow.flight.FlightTimedOutError)
+
+    def to_internal_error(self) -> pyarrow.flight.FlightInternalError:
+        return self.to_flight_error(pyarrow.flight.FlightInternalError)
+
+    def to_cancelled_error(self) -> pyarrow.flight.FlightCancelledError:
+        return self.to_flight_error(pyarrow.flight.FlightCancelledError)
+
+    def to_unavailable_error(self) -> pyarrow.flight.FlightUnavailableError:
+        return self.to_flight_error(pyarrow.flight.FlightUnavailableError)
+
+    def to_unauthenticated_error(self) -> pyarrow.flight.FlightUnauthenticatedError:
+        return self.to_flight_error(pyarrow.flight.FlightUnauthenticatedError)
+
+    def to_unauthorized_error(self) -> pyarrow.flight.FlightUnauthorizedError:
+        return self.to_flight_error(pyarrow.flight.FlightUnauthorizedError)
+
+    # -- value semantics ----------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ErrorInfo):
+            return NotImplemented
+        return (
+            self._msg == other._msg
+            and self._detail == other._detail
+            and self._body == other._body
+            and self._code == other._code
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._msg, self._detail, self._body, self._code))
+
+    def __repr__(self) -> str:
+        return (
+            f"ErrorInfo(msg={self._msg!r}, detail={self._detail!r}, body={self._body!r}, code={self._code!r})"
+        )

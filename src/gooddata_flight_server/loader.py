@@ -1,0 +1,103 @@
+"""Loading user code named as ``pkg.module`` or ``pkg.module:name``.
+
+Each way loading can fail has its own one-line message, because these are user errors that the
+CLI prints without a traceback: a name that is not a module path, a module that is not there, a
+module that fails while importing (that error is shown), a missing attribute, nothing or several
+candidates found.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, cast
+
+from gooddata_flight_server.methods import FlightServerMethodsFactory, is_methods_factory
+
+__all__ = ["LoadError", "import_user_module", "load_methods_factory", "parse_spec"]
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LoadError(Exception):
+    """User code could not be loaded; the message says why in one line."""
+
+
+def parse_spec(spec: str, what: str) -> tuple[str, str | None]:
+    """Split ``pkg.module[:name]``, refusing anything that cannot be a module path."""
+    module, sep, name = spec.strip().partition(":")
+    if not _MODULE_PATH.match(module) or (sep and not _IDENTIFIER.match(name)):
+        raise LoadError(f"invalid {what} '{spec}': expected MODULE or MODULE:NAME, e.g. my_service.main")
+    return module, (name if sep else None)
+
+
+def import_user_module(module: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if module == missing or module.startswith(missing + "."):
+            raise LoadError(
+                f"{what} module '{module}' not found: is it installed, or on the path "
+                f"(the current directory is: {sys.path[0] or '.'})?"
+            ) from e
+        raise LoadError(f"importing {what} module '{module}' failed: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise LoadError(f"importing {what} module '{module}' failed: {type(e).__name__}: {e}") from e
+
+
+def get_attribute(mod: ModuleType, name: str, what: str) -> Any:
+    try:
+        return getattr(mod, name)
+    except AttributeError:
+        raise LoadError(f"{what} module '{mod.__name__}' has no attribute '{name}'") from None
+
+
+def _check_factory_signature(fun: Callable[..., Any], label: str) -> None:
+    try:
+        signature = inspect.signature(fun)
+    except (TypeError, ValueError):
+        return  # builtins and some C callables have no signature: trust them
+    try:
+        signature.bind(object())
+    except TypeError:
+        raise LoadError(
+            f"methods factory '{label}' must take exactly one argument, the ServerContext; "
+            f"its signature is {signature}"
+        ) from None
+
+
+def load_methods_factory(spec: str) -> FlightServerMethodsFactory:
+    """Find the ``@flight_server_methods`` factory of ``MODULE`` or the named ``MODULE:FUNCTION``."""
+    what = "methods provider"
+    module, name = parse_spec(spec, what)
+    mod = import_user_module(module, what)
+    if name is not None:
+        fun = get_attribute(mod, name, what)
+        if not callable(fun):
+            raise LoadError(f"'{module}:{name}' is not a function but {type(fun).__name__}")
+        _check_factory_signature(fun, f"{module}:{name}")
+        return cast(FlightServerMethodsFactory, fun)
+    found: dict[int, tuple[str, Any]] = {}
+    for attr, value in vars(mod).items():
+        if is_methods_factory(value):
+            found.setdefault(id(value), (attr, value))
+    if not found:
+        raise LoadError(
+            f"module '{module}' has no function decorated with @flight_server_methods; "
+            f"decorate your factory or name it as '{module}:FUNCTION'"
+        )
+    if len(found) > 1:
+        names = ", ".join(sorted(attr for attr, _ in found.values()))
+        raise LoadError(
+            f"module '{module}' has several @flight_server_methods functions ({names}); "
+            f"choose one as '{module}:FUNCTION'"
+        )
+    ((attr, fun),) = found.values()
+    _check_factory_signature(fun, f"{module}:{attr}")
+    return cast(FlightServerMethodsFactory, fun)

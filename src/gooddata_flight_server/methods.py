@@ -1,0 +1,101 @@
+"""The user's side of the server: the Flight RPC methods a data service implements.
+
+A data service subclasses :class:`FlightServerMethods`, overrides the RPCs it serves and hands the
+server a factory marked with :func:`flight_server_methods`. Every RPC left alone answers
+NOT_IMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import pyarrow.flight
+
+from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CALL_INFO_KEY, CallFinalizer, CallInfo
+
+if TYPE_CHECKING:
+    from gooddata_flight_server.context import ServerContext
+
+__all__ = ["FlightServerMethods", "FlightServerMethodsFactory", "flight_server_methods", "is_methods_factory"]
+
+FlightServerMethodsFactory = Callable[["ServerContext"], "FlightServerMethods"]
+"""Called once at startup, after the server is bound, with the full :class:`ServerContext`."""
+
+_FACTORY_MARK = "__gooddata_flight_server_methods__"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def flight_server_methods(fun: _F) -> _F:
+    """Mark the factory of a data service's methods so that the CLI can find it in a module."""
+    setattr(fun, _FACTORY_MARK, True)
+    return fun
+
+
+def is_methods_factory(obj: object) -> bool:
+    return callable(obj) and getattr(obj, _FACTORY_MARK, False) is True
+
+
+class FlightServerMethods:
+    """The eight Flight RPCs, each NOT_IMPLEMENTED until a subclass overrides it.
+
+    Signatures follow ``pyarrow.flight.FlightServerBase``; implementations are called on gRPC threads,
+    concurrently, so they must be thread-safe.
+    """
+
+    @staticmethod
+    def call_info_middleware(context: pyarrow.flight.ServerCallContext) -> CallInfo:
+        """The :class:`CallInfo` of the current call: method and request headers."""
+        return cast(CallInfo, context.get_middleware(CALL_INFO_KEY))
+
+    @staticmethod
+    def call_finalizer_middleware(context: pyarrow.flight.ServerCallContext) -> CallFinalizer:
+        """The :class:`CallFinalizer` of the current call, to run code when the call ends."""
+        return cast(CallFinalizer, context.get_middleware(CALL_FINALIZER_KEY))
+
+    def list_flights(
+        self, context: pyarrow.flight.ServerCallContext, criteria: bytes
+    ) -> Iterable[pyarrow.flight.FlightInfo]:
+        raise NotImplementedError("ListFlights is not implemented by this service.")
+
+    def get_flight_info(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.FlightInfo:
+        raise NotImplementedError("GetFlightInfo is not implemented by this service.")
+
+    def get_schema(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.SchemaResult:
+        raise NotImplementedError("GetSchema is not implemented by this service.")
+
+    def do_put(
+        self,
+        context: pyarrow.flight.ServerCallContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        reader: pyarrow.flight.MetadataRecordBatchReader,
+        writer: pyarrow.flight.FlightMetadataWriter,
+    ) -> None:
+        raise NotImplementedError("DoPut is not implemented by this service.")
+
+    def do_get(
+        self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
+    ) -> pyarrow.flight.FlightDataStream:
+        raise NotImplementedError("DoGet is not implemented by this service.")
+
+    def do_exchange(
+        self,
+        context: pyarrow.flight.ServerCallContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        reader: pyarrow.flight.MetadataRecordBatchReader,
+        writer: pyarrow.flight.MetadataRecordBatchWriter,
+    ) -> None:
+        raise NotImplementedError("DoExchange is not implemented by this service.")
+
+    def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[pyarrow.flight.ActionType]:
+        raise NotImplementedError("ListActions is not implemented by this service.")
+
+    def do_action(
+        self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
+    ) -> Iterable[pyarrow.flight.Result]:
+        raise NotImplementedError("DoAction is not implemented by this service.")

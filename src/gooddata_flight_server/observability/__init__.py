@@ -1,0 +1,1 @@
+"""Logging, metrics and tracing set-up for the server."""

@@ -1,0 +1,170 @@
+"""Middleware every call passes through: the availability gate, call info and call finalizers.
+
+pyarrow calls a factory's ``start_call`` on the RPC thread before the handler runs; a factory that
+raises rejects the call with that error, which is how the availability gate answers NOT_READY and
+SHUTTING_DOWN without any RPC method running.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow.flight
+import structlog
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+
+__all__ = [
+    "CALL_FINALIZER_KEY",
+    "CALL_INFO_KEY",
+    "Availability",
+    "AvailabilityGate",
+    "CallFinalizer",
+    "CallFinalizerFactory",
+    "CallInfo",
+    "CallInfoFactory",
+    "InFlightCalls",
+]
+
+log = structlog.get_logger(__name__)
+
+CALL_INFO_KEY = "call_info"
+CALL_FINALIZER_KEY = "call_finalizer"
+
+OnEnd = Callable[[BaseException | None], None]
+
+
+class Availability(enum.Enum):
+    NOT_READY = "not_ready"
+    SERVING = "serving"
+    SHUTTING_DOWN = "shutting_down"
+
+
+class AvailabilityGate(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Rejects calls with a retryable UNAVAILABLE until the server serves, and again once it drains.
+
+    While serving, ``start_call`` returns ``None``: no per-call object, so the open gate costs one
+    attribute read per call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = Availability.NOT_READY
+
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
+        state = self.state
+        if state is Availability.SERVING:
+            return None
+        if state is Availability.NOT_READY:
+            raise ErrorInfo.for_reason(
+                ErrorCode.NOT_READY, "The server is starting up and not ready to serve yet; retry shortly."
+            ).to_unavailable_error()
+        raise ErrorInfo.for_reason(
+            ErrorCode.SHUTTING_DOWN, "The server is shutting down; retry on another server."
+        ).to_unavailable_error()
+
+
+class CallInfo(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    """What pyarrow knows of the current call, reachable from handlers under the key ``"call_info"``."""
+
+    __slots__ = ("_headers", "_info")
+
+    def __init__(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
+        super().__init__()
+        self._info = info
+        self._headers = headers
+
+    @property
+    def info(self) -> pyarrow.flight.CallInfo:
+        """The pyarrow CallInfo: ``info.method`` is the FlightMethod being called."""
+        return self._info
+
+    @property
+    def headers(self) -> dict[str, list[Any]]:
+        """Request headers; keys are lowercase, values are lists (str, or bytes for ``-bin`` headers)."""
+        return self._headers
+
+
+class CallInfoFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> CallInfo:
+        return CallInfo(info, headers)
+
+
+class InFlightCalls:
+    """Counts calls between their start and their end, so a drain knows when the last one ended.
+
+    gRPC's own shutdown would refuse new calls without an ErrorInfo; draining on this count first
+    lets the gate answer SHUTTING_DOWN for as long as calls are still finishing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._on_idle: Callable[[], None] | None = None
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def enter(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count or self._on_idle is None:
+                return
+            on_idle, self._on_idle = self._on_idle, None
+        on_idle()
+
+    def notify_when_idle(self, on_idle: Callable[[], None]) -> None:
+        """Call ``on_idle`` once no call is in flight: now, or when the last one ends."""
+        with self._lock:
+            if self._count:
+                self._on_idle = on_idle
+                return
+        on_idle()
+
+
+class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    """Runs registered functions when the call ends, however it ends (key ``"call_finalizer"``).
+
+    A DoGet call ends when its stream has been sent, not when ``do_get`` returns; this is the place
+    to release what the stream needed. Every function runs even if an earlier one fails.
+    """
+
+    __slots__ = ("_in_flight", "_on_end")
+
+    def __init__(self, in_flight: InFlightCalls) -> None:
+        super().__init__()
+        self._in_flight = in_flight
+        self._on_end: list[OnEnd] = []
+
+    def register_on_end(self, fun: OnEnd) -> None:
+        self._on_end.append(fun)
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        try:
+            for fun in self._on_end:
+                try:
+                    fun(exception)
+                except Exception:
+                    log.exception("call_finalizer_failed", finalizer=getattr(fun, "__qualname__", repr(fun)))
+        finally:
+            self._in_flight.exit()
+
+
+class CallFinalizerFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Registered last, so that no later middleware can reject a call that was already counted."""
+
+    def __init__(self, in_flight: InFlightCalls) -> None:
+        super().__init__()
+        self._in_flight = in_flight
+
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> CallFinalizer:
+        self._in_flight.enter()
+        return CallFinalizer(self._in_flight)

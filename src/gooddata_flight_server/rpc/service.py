@@ -1,0 +1,144 @@
+"""The pyarrow Flight server that delegates to the user's methods through one error boundary.
+
+Every RPC goes gate → middleware → handler here → user method. The boundary lets Flight errors and
+``NotImplementedError`` through as they are and turns anything else into INTERNAL with an
+ErrorInfo carrying a reference id, logging the traceback once with the same id: clients never see
+a server traceback (pyarrow would otherwise put the formatted traceback into the status message).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NoReturn
+
+import pyarrow.flight
+import structlog
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.methods import FlightServerMethods
+
+__all__ = ["FlightService"]
+
+log = structlog.get_logger(__name__)
+
+
+def _reject(method: str, error: Exception) -> NoReturn:
+    """Re-raise what clients may see; replace anything else with INTERNAL and a reference id."""
+    if isinstance(error, pyarrow.flight.FlightError):
+        raise error
+    if isinstance(error, NotImplementedError):
+        # a fresh exception: the user's frames must not end up in the status pyarrow formats
+        raise NotImplementedError(str(error)) from None
+    ref = uuid.uuid4().hex
+    log.error("rpc_unexpected_error", rpc=method, error_ref=ref, exc_info=error)
+    raise ErrorInfo.for_reason(
+        ErrorCode.INTERNAL_ERROR,
+        f"{method} failed with an unexpected error on the server. Reference: {ref}",
+    ).to_internal_error() from None
+
+
+def _guarded(method: str, items: Iterable[Any]) -> Iterable[Any]:
+    """Keep the boundary around results that run user code while pyarrow iterates them."""
+    if isinstance(items, (list, tuple)):
+        return items
+    return _guard_iter(method, iter(items))
+
+
+def _guard_iter(method: str, items: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from items
+    except Exception as e:
+        _reject(method, e)
+
+
+class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
+    """Binds on construction (pyarrow starts serving at once); ``methods`` is set once the factory ran.
+
+    Until then the availability gate rejects every call, so handlers never see ``methods`` unset.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory],
+        tls_certificates: list[tuple[bytes, bytes]] | None = None,
+        verify_client: bool = False,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        super().__init__(
+            location,
+            tls_certificates=tls_certificates,
+            verify_client=verify_client,
+            root_certificates=root_certificates,
+            middleware=dict(middleware),
+        )
+        self.methods: FlightServerMethods = FlightServerMethods()
+
+    def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
+        try:
+            return _guarded("ListFlights", self.methods.list_flights(context, criteria))
+        except Exception as e:
+            _reject("ListFlights", e)
+
+    def get_flight_info(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.FlightInfo:
+        try:
+            return self.methods.get_flight_info(context, descriptor)
+        except Exception as e:
+            _reject("GetFlightInfo", e)
+
+    def get_schema(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.SchemaResult:
+        try:
+            return self.methods.get_schema(context, descriptor)
+        except Exception as e:
+            _reject("GetSchema", e)
+
+    def do_put(
+        self,
+        context: pyarrow.flight.ServerCallContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        reader: pyarrow.flight.MetadataRecordBatchReader,
+        writer: pyarrow.flight.FlightMetadataWriter,
+    ) -> None:
+        try:
+            self.methods.do_put(context, descriptor, reader, writer)
+        except Exception as e:
+            _reject("DoPut", e)
+
+    def do_get(
+        self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
+    ) -> pyarrow.flight.FlightDataStream:
+        try:
+            return self.methods.do_get(context, ticket)
+        except Exception as e:
+            _reject("DoGet", e)
+
+    def do_exchange(
+        self,
+        context: pyarrow.flight.ServerCallContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        reader: pyarrow.flight.MetadataRecordBatchReader,
+        writer: pyarrow.flight.MetadataRecordBatchWriter,
+    ) -> None:
+        try:
+            self.methods.do_exchange(context, descriptor, reader, writer)
+        except Exception as e:
+            _reject("DoExchange", e)
+
+    def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
+        try:
+            return _guarded("ListActions", self.methods.list_actions(context))
+        except Exception as e:
+            _reject("ListActions", e)
+
+    def do_action(
+        self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
+    ) -> Iterable[Any]:
+        try:
+            return _guarded("DoAction", self.methods.do_action(context, action))
+        except Exception as e:
+            _reject("DoAction", e)

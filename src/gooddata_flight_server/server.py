@@ -1,0 +1,370 @@
+"""The server: the ordered start and stop of every subsystem, and the signals that end it.
+
+Startup is a straight line on the server's own thread: subsystems start in order under an
+``ExitStack`` (so a failure half-way stops exactly what had started), the Flight listener binds
+with the availability gate closed, the methods factory runs, the gate opens. Shutdown is the same
+line backwards after a drain with a deadline. Signal handlers and ``stop()`` only post a byte to a
+wake-up pipe; the server thread does the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import ipaddress
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any, Protocol
+
+import pyarrow.flight
+import structlog
+
+from gooddata_flight_server.context import ServerContext
+from gooddata_flight_server.health import ServerHealthMonitor
+from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
+from gooddata_flight_server.observability.logging import configure_logging
+from gooddata_flight_server.rpc.listener import FlightListener
+from gooddata_flight_server.rpc.middleware import (
+    CALL_FINALIZER_KEY,
+    CALL_INFO_KEY,
+    Availability,
+    AvailabilityGate,
+    CallFinalizerFactory,
+    CallInfoFactory,
+    InFlightCalls,
+)
+from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig, load_settings
+
+__all__ = ["GoodDataFlightServer", "create_server"]
+
+log = structlog.get_logger(__name__)
+
+_STOP = b"s"  # graceful stop requested
+_FORCE = b"f"  # stop at once, no drain
+_IDLE = b"i"  # no call is in flight any more
+_DRAINED = b"d"  # the Flight listener has shut down
+
+_GATE_KEY = "_gdfs_gate"
+
+
+class Subsystem(Protocol):
+    """A part of the server with a lifetime: started in order, stopped in reverse."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _Wakeup:
+    """A self-pipe: writing a byte is async-signal-safe, so signal handlers can use it."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._closed = False
+
+    def post(self, what: bytes) -> None:
+        if self._closed:  # the fd number may already belong to another file
+            return
+        with contextlib.suppress(OSError):  # full: a stop is pending anyway
+            os.write(self._w, what)
+
+    def wait(self, timeout: float | None) -> bytes:
+        """The next byte posted, or b"" on timeout."""
+        ready, _, _ = select.select([self._r], [], [], timeout)
+        return os.read(self._r, 1) if ready else b""
+
+    def close(self) -> None:
+        self._closed = True
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class GoodDataFlightServer:
+    """A Flight server whose lifecycle is owned here; create it with :func:`create_server`."""
+
+    def __init__(
+        self,
+        methods: FlightServerMethods | FlightServerMethodsFactory,
+        settings: Any,
+        config: ServerConfig,
+    ) -> None:
+        self._methods = methods
+        self._settings = settings
+        self._config = config
+        self._health = ServerHealthMonitor()
+        self._gate = AvailabilityGate()
+        self._in_flight = InFlightCalls()
+        # order matters: the gate first (nothing runs for refused calls), the counting finalizer last
+        self._listener = FlightListener(
+            config,
+            {
+                _GATE_KEY: self._gate,
+                CALL_INFO_KEY: CallInfoFactory(),
+                CALL_FINALIZER_KEY: CallFinalizerFactory(self._in_flight),
+            },
+        )
+        self._task_executor: Any = None
+        self._location: pyarrow.flight.Location | None = None
+        self._wakeup = _Wakeup()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stopped = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._aborted = False
+        self._signals: dict[int, Any] = {}
+        self._signal_count = 0
+
+    # -- public API -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._config
+
+    @property
+    def location(self) -> pyarrow.flight.Location:
+        """The advertised location, known once the listener is bound (it carries the real port)."""
+        if self._location is None:
+            raise RuntimeError("the server has no location until it has started; call wait_for_start()")
+        return self._location
+
+    @property
+    def health(self) -> ServerHealthMonitor:
+        return self._health
+
+    @property
+    def task_executor(self) -> Any:
+        return self._task_executor
+
+    def start(self) -> None:
+        """Start serving in the background; install SIGINT/SIGTERM handlers when on the main thread."""
+        with self._lock:
+            if self._thread is not None or self._stopped.is_set():
+                raise RuntimeError("the server was already started; create a new one to start again")
+            self._thread = threading.Thread(target=self._run, name="gdfs-server", daemon=True)
+        if threading.current_thread() is threading.main_thread():
+            self._install_signal_handlers()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: drain in-flight calls, then stop everything. Does not block."""
+        self._request(_STOP)
+
+    def abort(self) -> None:
+        """Stop at once, without waiting for in-flight calls."""
+        self._aborted = True
+        self._request(_FORCE)
+
+    @property
+    def stopped_cleanly(self) -> bool:
+        """True once stopped with every in-flight call finished (no drain deadline hit, no abort)."""
+        return self._stopped.is_set() and self._listener.drained and not self._aborted
+
+    def aborted(self) -> bool:
+        """True if the server was aborted or force-stopped by a second signal."""
+        return self._aborted
+
+    def wait_for_start(self, timeout: float | None = None) -> bool:
+        """Wait until the server serves; re-raise the startup failure if it failed to start."""
+        started = self._started.wait(timeout)
+        if self._startup_error is not None:
+            raise self._startup_error
+        return started
+
+    def wait_for_stop(self, timeout: float | None = None) -> bool:
+        """Wait until the server has stopped; re-raise the startup failure if it failed to start."""
+        stopped = self._stopped.wait(timeout)
+        if stopped and threading.current_thread() is threading.main_thread():
+            self._restore_signal_handlers()
+        if self._startup_error is not None:
+            raise self._startup_error
+        return stopped
+
+    # -- signals ----------------------------------------------------------------------------------
+
+    def _request(self, what: bytes) -> None:
+        with self._lock:
+            if self._thread is None:  # never started: there is nothing to stop
+                self._stopped.set()
+                return
+        self._wakeup.post(what)
+
+    def _install_signal_handlers(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._signals[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        signals, self._signals = self._signals, {}
+        for signum, previous in signals.items():
+            signal.signal(signum, previous)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopped.is_set():
+            previous = self._signals.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            return
+        self._signal_count += 1
+        if self._signal_count > 1:
+            self._aborted = True
+        self._wakeup.post(_FORCE if self._signal_count > 1 else _STOP)
+
+    # -- the server thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            with contextlib.ExitStack() as stack:
+                try:
+                    self._startup(stack)
+                except BaseException as e:
+                    self._startup_error = e
+                    log.error("server_start_failed", error=f"{type(e).__name__}: {e}", exc_info=e)
+                    return
+                self._serve_until_stopped()
+                log.info("server_stopping")
+        finally:
+            self._health.set_ready(False)
+            self._started.set()
+            self._wakeup.close()
+            self._stopped.set()
+            if self._startup_error is None:
+                log.info("server_stopped", aborted=self._aborted)
+
+    def _start(self, stack: contextlib.ExitStack, name: str, subsystem: Subsystem) -> None:
+        subsystem.start()
+        stack.callback(self._stop_subsystem, name, subsystem)
+
+    @staticmethod
+    def _stop_subsystem(name: str, subsystem: Subsystem) -> None:
+        try:
+            subsystem.stop()
+        except Exception:
+            log.exception("subsystem_stop_failed", subsystem=name)
+
+    def _startup(self, stack: contextlib.ExitStack) -> None:
+        config = self._config
+        log.info("server_starting", config=_loggable(config))
+        unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not config.use_mtls
+        if unauthenticated and not _is_loopback(config.listen_host):
+            log.warning(
+                "insecure_bind",
+                listen_host=config.listen_host,
+                message="the server listens on a non-loopback interface without authentication; "
+                "it may be reachable from the network by anyone",
+            )
+        self._start(stack, "flight", self._listener)
+        port = self._listener.port
+        advertise_port = config.advertise_port or port
+        if config.use_tls:
+            self._location = pyarrow.flight.Location.for_grpc_tls(config.advertise_host, advertise_port)
+        else:
+            self._location = pyarrow.flight.Location.for_grpc_tcp(config.advertise_host, advertise_port)
+        ctx = ServerContext(
+            settings=self._settings,
+            config=config,
+            location=self._location,
+            health=self._health,
+            task_executor=self._task_executor,
+        )
+        self._listener.serve(self._create_methods(ctx))
+        self._gate.state = Availability.SERVING
+        self._health.set_ready(True)
+        self._started.set()
+        log.info("server_started", location=self._location.uri.decode(), port=port)
+
+    def _create_methods(self, ctx: ServerContext) -> FlightServerMethods:
+        if isinstance(self._methods, FlightServerMethods):
+            return self._methods
+        name = getattr(self._methods, "__qualname__", repr(self._methods))
+        methods = self._methods(ctx)
+        if not isinstance(methods, FlightServerMethods):
+            raise TypeError(
+                f"the methods factory {name} returned {type(methods).__name__}, "
+                "expected a FlightServerMethods"
+            )
+        return methods
+
+    def _serve_until_stopped(self) -> None:
+        what = b""
+        while what not in (_STOP, _FORCE):
+            what = self._wakeup.wait(None)
+        timeout = self._config.shutdown_timeout_sec
+        log.info("server_draining", forced=what == _FORCE, in_flight=self._in_flight.count, timeout_sec=timeout)
+        self._health.set_ready(False)
+        self._gate.state = Availability.SHUTTING_DOWN
+        deadline = time.monotonic() + timeout
+        if what != _FORCE:
+            self._in_flight.notify_when_idle(lambda: self._wakeup.post(_IDLE))
+            what = self._wait_for((_IDLE, _FORCE), deadline)
+        # with nothing in flight this is quick; past the deadline it waits for stuck calls in the background
+        self._listener.begin_drain(lambda: self._wakeup.post(_DRAINED))
+        if what == _IDLE:
+            self._wait_for((_DRAINED, _FORCE), deadline)
+        if what == b"":
+            log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=self._in_flight.count)
+
+    def _wait_for(self, wanted: tuple[bytes, ...], deadline: float) -> bytes:
+        """The first of ``wanted`` posted before the deadline, or b"" when the deadline passed."""
+        while (remaining := deadline - time.monotonic()) > 0:
+            what = self._wakeup.wait(remaining)
+            if what in wanted:
+                return what
+        return b""
+
+
+def _loggable(config: ServerConfig) -> dict[str, Any]:
+    masked = config.without_tls()
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return dict(value)
+        if isinstance(value, enum.Enum):
+            return value.value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {k: plain(v) for k, v in vars(value).items()}
+        return value
+
+    return {key: plain(value) for key, value in vars(masked).items()}
+
+
+def create_server(
+    methods: FlightServerMethods | FlightServerMethodsFactory,
+    config_files: Sequence[str | os.PathLike[str]] = (),
+    logging_config: str | os.PathLike[str] | None = None,
+    dev_log: bool = True,
+) -> GoodDataFlightServer:
+    """Read the configuration (files, then environment), set up logging and build a server.
+
+    Configuration is read afresh on every call, so a process may create many servers. Invalid
+    settings raise ``ConfigError`` listing every problem at once.
+    """
+    if not isinstance(methods, FlightServerMethods) and not callable(methods):
+        raise TypeError(
+            "methods must be a FlightServerMethods or a factory taking ServerContext, "
+            f"got {type(methods).__name__}"
+        )
+    settings, config = load_settings(config_files)
+    configure_logging(
+        logging_config=logging_config,
+        dev_log=dev_log,
+        event_key=config.log_event_key_name,
+        trace_keys=config.log_trace_keys,
+        add_trace_context=config.otel_config.exporter_type is not None,
+    )
+    return GoodDataFlightServer(methods, settings, config)

@@ -1,0 +1,176 @@
+"""The RPC edge through a real server and client: defaults, error boundary, middleware, context."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow
+import pyarrow.flight as flight
+import pytest
+
+import gooddata_flight_server as gf
+from gooddata_flight_server.testing import running_server
+
+from tests.conftest import LogFile
+
+
+def _client(server: gf.GoodDataFlightServer) -> flight.FlightClient:
+    return flight.FlightClient(server.location)
+
+
+def test_every_rpc_is_not_implemented_by_default() -> None:
+    """A methods object that overrides nothing answers NOT_IMPLEMENTED on all eight RPCs."""
+    descriptor = flight.FlightDescriptor.for_command(b"x")
+    with running_server(gf.FlightServerMethods()) as server, _client(server) as client:
+        calls = [
+            lambda: list(client.list_flights()),
+            lambda: client.get_flight_info(descriptor),
+            lambda: client.get_schema(descriptor),
+            lambda: client.do_get(flight.Ticket(b"t")).read_all(),
+            lambda: list(client.list_actions()),
+            lambda: list(client.do_action(flight.Action("a", b""))),
+        ]
+        for call in calls:
+            with pytest.raises(pyarrow.ArrowNotImplementedError):
+                call()
+        writer, _ = client.do_put(descriptor, pyarrow.schema([("a", pyarrow.int64())]))
+        with pytest.raises(pyarrow.ArrowNotImplementedError):
+            writer.close()
+        writer, _ = client.do_exchange(descriptor)
+        with pytest.raises(pyarrow.ArrowNotImplementedError):
+            writer.close()
+
+
+class _Failing(gf.FlightServerMethods):
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Any:
+        if action.type == "raise":
+            raise RuntimeError("secret-internal-detail")
+        if action.type == "flight-error":
+            raise gf.ErrorInfo.for_reason(1001, "custom failure").to_user_error()
+        if action.type == "generator":
+
+            def results() -> Iterator[bytes]:
+                yield b"first"
+                raise KeyError("secret-in-generator")
+
+            return results()
+        return [b"ok"]
+
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        raise ZeroDivisionError("secret-list")
+        yield  # pragma: no cover
+
+
+def test_unexpected_error_reaches_client_as_internal_with_reference(log_file: LogFile) -> None:
+    """An unexpected exception becomes INTERNAL with ErrorInfo and a reference id; the log has the traceback."""
+    with running_server(_Failing(), logging_config=log_file.ini) as server, _client(server) as client:
+        with pytest.raises(flight.FlightInternalError) as caught:
+            list(client.do_action(flight.Action("raise", b"")))
+    error = caught.value
+    info = gf.ErrorInfo.from_pyarrow_error(error)
+    assert info.code == gf.ErrorCode.INTERNAL_ERROR
+    assert "secret-internal-detail" not in str(error)
+    assert "Traceback" not in str(error)
+    (logged,) = log_file.events("rpc_unexpected_error")
+    assert logged["error_ref"] in info.msg
+    assert "secret-internal-detail" in logged["exception"]
+    assert logged["rpc"] == "DoAction"
+
+
+def test_errors_raised_while_iterating_results_are_guarded() -> None:
+    """Exceptions from result generators (DoAction, ListFlights) are turned into INTERNAL too."""
+    with running_server(_Failing()) as server, _client(server) as client:
+        with pytest.raises(flight.FlightInternalError) as in_action:
+            list(client.do_action(flight.Action("generator", b"")))
+        with pytest.raises(flight.FlightInternalError) as in_list:
+            list(client.list_flights())
+    for caught in (in_action, in_list):
+        assert "secret" not in str(caught.value)
+        assert gf.ErrorInfo.from_pyarrow_error(caught.value).code == gf.ErrorCode.INTERNAL_ERROR
+
+
+def test_flight_errors_pass_unchanged() -> None:
+    """A FlightError raised by the service reaches the client with its type and ErrorInfo."""
+    with running_server(_Failing()) as server, _client(server) as client:
+        with pytest.raises(flight.FlightServerError) as caught:
+            list(client.do_action(flight.Action("flight-error", b"")))
+    info = gf.ErrorInfo.from_pyarrow_error(caught.value)
+    assert (info.code, info.msg) == (1001, "custom failure")
+
+
+class _Recording(gf.FlightServerMethods):
+    def __init__(self, ctx: gf.ServerContext) -> None:
+        self.ctx = ctx
+        self.ended = threading.Event()
+        self.seen: dict[str, Any] = {}
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+        call_info = self.call_info_middleware(context)
+        self.seen["method"] = call_info.info.method
+        self.seen["headers"] = call_info.headers
+        finalizer = self.call_finalizer_middleware(context)
+
+        def failing(_: BaseException | None) -> None:
+            raise RuntimeError("finalizer failure must not stop the others")
+
+        finalizer.register_on_end(failing)
+        finalizer.register_on_end(lambda error: self.ended.set())
+        return flight.RecordBatchStream(pyarrow.table({"opt": [self.ctx.settings.get("my_service.opt1")]}))
+
+
+def test_context_call_info_and_finalizers() -> None:
+    """Handlers see settings, call info with lowercase headers, and every finalizer runs at call end."""
+    created: list[_Recording] = []
+
+    @gf.flight_server_methods
+    def factory(ctx: gf.ServerContext) -> gf.FlightServerMethods:
+        created.append(_Recording(ctx))
+        return created[0]
+
+    with running_server(factory, {"my_service": {"opt1": "value"}}) as server, _client(server) as client:
+        options = flight.FlightCallOptions(headers=[(b"x-custom", b"abc")])
+        table = client.do_get(flight.Ticket(b"t"), options).read_all()
+        assert created[0].ended.wait(10)
+    methods = created[0]
+    assert table.column("opt").to_pylist() == ["value"]
+    assert methods.seen["method"] == flight.FlightMethod.DO_GET
+    assert methods.seen["headers"]["x-custom"] == ["abc"]
+    assert methods.ctx.location.uri.decode().endswith(f":{server.location.uri.decode().rsplit(':', 1)[1]}")
+    assert methods.ctx.task_executor is server.task_executor
+    assert methods.ctx.health is server.health
+
+
+def test_port_zero_advertises_the_bound_port() -> None:
+    """With listen_port 0 the location carries the real port the server is bound to."""
+    with running_server(gf.FlightServerMethods()) as server:
+        port = int(server.location.uri.decode().rsplit(":", 1)[1])
+        assert port > 0
+        with _client(server) as client:
+            client.wait_for_available(timeout=10)
+
+
+def test_many_servers_in_one_process() -> None:
+    """Several servers can run side by side in one process and each serves its own data."""
+
+    class Static(gf.FlightServerMethods):
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.FlightDataStream:
+            return flight.RecordBatchStream(pyarrow.table({"v": [self.value]}))
+
+    with running_server(Static(1)) as first, running_server(Static(2)) as second:
+        assert first.location != second.location
+        for server, value in ((first, 1), (second, 2)):
+            with _client(server) as client:
+                assert client.do_get(flight.Ticket(b"")).read_all().column("v").to_pylist() == [value]
+
+
+def test_advertise_host_and_port_are_put_into_the_location() -> None:
+    """advertise_host and advertise_port replace the bound address in ctx.location."""
+    with running_server(
+        gf.FlightServerMethods(), {"server": {"advertise_host": "data.example.com", "advertise_port": 443}}
+    ) as server:
+        assert server.location.uri.decode() == "grpc+tcp://data.example.com:443"
