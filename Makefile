@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gooddata-flight-server start --methods-provider static_data.service --dev-log
+	cd examples && ../$(BIN)/gooddata-flight-server start --methods-provider my_service.main --dev-log
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests examples

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -54,12 +55,31 @@ def log_file(tmp_path: Path) -> LogFile:
     return LogFile(tmp_path)
 
 
+_CONSOLE_LINE = re.compile(r"^\S+ \[\s*\w+\s*\] (?P<event>\S+)")
+
+
+def _parse_log_line(line: str) -> dict[str, Any]:
+    """A JSON log line as a dict; a dev-log console line as ``{"event": ..., "raw": line}``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        match = _CONSOLE_LINE.match(line)
+        return {"event": match["event"], "raw": line} if match else {}
+    return record if isinstance(record, dict) else {}
+
+
 class ServerProcess:
     """A CLI or script server in a subprocess, followed through its JSON log lines on stderr."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.stderr_lines: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -82,12 +102,9 @@ class ServerProcess:
                 break
             if line is None:
                 raise AssertionError(f"process ended before '{event}':\n{''.join(self.stderr_lines)}")
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+            record = _parse_log_line(line)
             if record.get("event") == event:
-                return dict(record)
+                return record
         raise AssertionError(f"no '{event}' within {timeout} s:\n{''.join(self.stderr_lines)}")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
@@ -119,7 +136,9 @@ def spawn() -> Iterator[Callable[..., ServerProcess]]:
         proc.stop()
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,

@@ -93,7 +93,9 @@ def _start(args: argparse.Namespace) -> int:
     except Exception as e:
         with contextlib.suppress(Exception):
             server.wait_for_stop()
-        return _fail(EXIT_START_FAILED, f"the server failed to start: {_one_line(e)}", e, debug)
+        return _fail(
+            EXIT_START_FAILED, f"the server failed to start: {type(e).__name__}: {_one_line(e)}", e, debug
+        )
     server.wait_for_stop()
     code = EXIT_FORCED if server.aborted() else EXIT_OK
     if not server.stopped_cleanly:

@@ -306,7 +306,9 @@ class GoodDataFlightServer:
         while what not in (_STOP, _FORCE):
             what = self._wakeup.wait(None)
         timeout = self._config.shutdown_timeout_sec
-        log.info("server_draining", forced=what == _FORCE, in_flight=self._in_flight.count, timeout_sec=timeout)
+        log.info(
+            "server_draining", forced=what == _FORCE, in_flight=self._in_flight.count, timeout_sec=timeout
+        )
         self._health.set_ready(False)
         self._gate.state = Availability.SHUTTING_DOWN
         deadline = time.monotonic() + timeout
@@ -331,6 +333,7 @@ class GoodDataFlightServer:
 
 def _loggable(config: ServerConfig) -> dict[str, Any]:
     masked = config.without_tls()
+
     def plain(value: Any) -> Any:
         if isinstance(value, Mapping):
             return dict(value)

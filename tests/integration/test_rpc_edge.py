@@ -12,7 +12,6 @@ import pytest
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
-
 from tests.conftest import LogFile
 
 
@@ -64,7 +63,7 @@ class _Failing(gf.FlightServerMethods):
 
 
 def test_unexpected_error_reaches_client_as_internal_with_reference(log_file: LogFile) -> None:
-    """An unexpected exception becomes INTERNAL with ErrorInfo and a reference id; the log has the traceback."""
+    """An unexpected exception becomes INTERNAL with ErrorInfo and a reference id; the log has the trace."""
     with running_server(_Failing(), logging_config=log_file.ini) as server, _client(server) as client:
         with pytest.raises(flight.FlightInternalError) as caught:
             list(client.do_action(flight.Action("raise", b"")))

@@ -8,6 +8,7 @@ told when it is done; the owner decides how long to wait for it.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Mapping
 
@@ -30,6 +31,18 @@ def _host_for_uri(host: str) -> str:
 def listen_uri(config: ServerConfig, port: int | None = None) -> str:
     scheme = "grpc+tls" if config.use_tls else "grpc"
     return f"{scheme}://{_host_for_uri(config.listen_host)}:{config.listen_port if port is None else port}"
+
+
+def _bind_problem(config: ServerConfig, error: Exception) -> str:
+    """pyarrow only says "Server did not start properly"; a plain bind usually says why."""
+    try:
+        infos = socket.getaddrinfo(config.listen_host, config.listen_port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.bind(address)
+    except OSError as bind_error:
+        return bind_error.strerror or str(bind_error)
+    return str(error)
 
 
 class FlightListener:
@@ -59,7 +72,9 @@ class FlightListener:
                 root_certificates=config.tls_root_cert if config.use_mtls else None,
             )
         except Exception as e:
-            raise OSError(f"cannot bind the Flight server to {listen_uri(config)}: {e}") from e
+            raise OSError(
+                f"cannot bind the Flight server to {listen_uri(config)}: {_bind_problem(config, e)}"
+            ) from e
         log.info(
             "flight_listening", uri=listen_uri(config, self.port), tls=config.use_tls, mtls=config.use_mtls
         )
