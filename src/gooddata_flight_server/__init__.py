@@ -11,8 +11,8 @@ lifecycle. Typical use::
         return MyMethods(ctx)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from gooddata_flight_server._version import __version__
+from gooddata_flight_server.auth import TokenAuthMiddleware, TokenVerificationStrategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo, RetryInfo
 from gooddata_flight_server.health import ModuleHealthStatus, ServerHealthMonitor
@@ -24,21 +24,30 @@ from gooddata_flight_server.methods import (
 from gooddata_flight_server.rpc.middleware import CallFinalizer, CallInfo
 from gooddata_flight_server.server import GoodDataFlightServer, create_server
 from gooddata_flight_server.settings import AuthenticationMethod, OtelConfig, OtelExporterType, ServerConfig
-
-try:
-    __version__ = version("gooddata-flight-server")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
-    __version__ = "0.0.0+unknown"
+from gooddata_flight_server.tasks import (
+    ArrowData,
+    FlightDataTaskResult,
+    ListFlightsTaskResult,
+    Task,
+    TaskError,
+    TaskExecutionResult,
+    TaskExecutor,
+    TaskResult,
+    TaskWaitTimeoutError,
+)
 
 __all__ = [
+    "ArrowData",
     "AuthenticationMethod",
     "CallFinalizer",
     "CallInfo",
     "ErrorCode",
     "ErrorInfo",
+    "FlightDataTaskResult",
     "FlightServerMethods",
     "FlightServerMethodsFactory",
     "GoodDataFlightServer",
+    "ListFlightsTaskResult",
     "ModuleHealthStatus",
     "OtelConfig",
     "OtelExporterType",
@@ -46,6 +55,14 @@ __all__ = [
     "ServerConfig",
     "ServerContext",
     "ServerHealthMonitor",
+    "Task",
+    "TaskError",
+    "TaskExecutionResult",
+    "TaskExecutor",
+    "TaskResult",
+    "TaskWaitTimeoutError",
+    "TokenAuthMiddleware",
+    "TokenVerificationStrategy",
     "__version__",
     "create_server",
     "flight_server_methods",

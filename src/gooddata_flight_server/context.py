@@ -9,6 +9,7 @@ import pyarrow.flight
 
 from gooddata_flight_server.health import ServerHealthMonitor
 from gooddata_flight_server.settings import ServerConfig
+from gooddata_flight_server.tasks import TaskExecutor
 
 __all__ = ["ServerContext"]
 
@@ -26,4 +27,4 @@ class ServerContext:
     config: ServerConfig
     location: pyarrow.flight.Location
     health: ServerHealthMonitor
-    task_executor: Any
+    task_executor: TaskExecutor

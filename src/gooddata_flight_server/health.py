@@ -7,13 +7,16 @@ reports ``NOT_OK`` makes the whole server not live; readiness follows the server
 from __future__ import annotations
 
 import enum
+import http
+import http.server
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import structlog
 
-__all__ = ["ModuleHealthStatus", "ServerHealthMonitor"]
+__all__ = ["HealthCheckServer", "ModuleHealthStatus", "ServerHealthMonitor"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,3 +75,68 @@ class ServerHealthMonitor:
     def set_ready(self, ready: bool) -> None:
         """Flipped by the server lifecycle only."""
         self._ready = ready
+
+
+class _HealthHandler(http.server.BaseHTTPRequestHandler):
+    """``GET /ready`` and ``GET /live``: 202 when healthy, 500 when not; anything else 404."""
+
+    monitor: ServerHealthMonitor  # set on the per-server subclass
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/ready":
+            self._answer(202 if self.monitor.is_ready() else 500)
+        elif path == "/live":
+            self._answer(202 if self.monitor.is_alive() else 500)
+        else:
+            self._answer(404)
+
+    def _answer(self, status: int) -> None:
+        body = http.HTTPStatus(status).phrase.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes hit these endpoints every few seconds: keep them out of the logs."""
+
+
+class HealthCheckServer:
+    """The HTTP endpoint for Kubernetes probes, a lifecycle subsystem of the server."""
+
+    def __init__(self, monitor: ServerHealthMonitor, host: str, port: int) -> None:
+        self._monitor = monitor
+        self._host = host
+        self._port = port
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "health check server not started"
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> None:
+        handler = type("HealthHandler", (_HealthHandler,), {"monitor": self._monitor})
+        try:
+            self._httpd = http.server.ThreadingHTTPServer((self._host, self._port), handler)
+        except OSError as e:
+            raise OSError(
+                f"cannot bind the health check endpoint to {self._host}:{self._port}: {e.strerror}"
+            ) from e
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="gdfs-health", daemon=True)
+        self._thread.start()
+        log.info("health_check_listening", host=self._host, port=self.port)
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = None

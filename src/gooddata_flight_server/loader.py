@@ -14,11 +14,13 @@ import re
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from gooddata_flight_server.methods import FlightServerMethodsFactory, is_methods_factory
 
-__all__ = ["LoadError", "import_user_module", "load_methods_factory", "parse_spec"]
+__all__ = ["LoadError", "import_user_module", "load_methods_factory", "load_subclass", "parse_spec"]
+
+_T = TypeVar("_T")
 
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -101,3 +103,61 @@ def load_methods_factory(spec: str) -> FlightServerMethodsFactory:
     ((attr, fun),) = found.values()
     _check_factory_signature(fun, f"{module}:{attr}")
     return cast(FlightServerMethodsFactory, fun)
+
+
+def _is_concrete(cls: type) -> bool:
+    return not inspect.isabstract(cls)
+
+
+def _named_subclass(mod: ModuleType, name: str, base: type[_T], what: str) -> type[_T]:
+    value = get_attribute(mod, name, what)
+    label = f"{mod.__name__}:{name}"
+    if not isinstance(value, type):
+        raise LoadError(f"'{label}' is not a class but {type(value).__name__}")
+    if not issubclass(value, base):
+        raise LoadError(f"'{label}' is not a {base.__name__}: it must subclass {base.__name__}")
+    if not _is_concrete(value):
+        missing = ", ".join(sorted(getattr(value, "__abstractmethods__", ())))
+        raise LoadError(f"'{label}' is abstract: it does not implement {missing}")
+    return value
+
+
+def load_subclass(spec: str, base: type[_T], what: str) -> type[_T]:
+    """Find the concrete ``base`` subclass named by ``MODULE:CLASS``, or the single one MODULE defines.
+
+    Without ``:CLASS`` only classes defined in MODULE itself count (``cls.__module__``), so a base
+    class or a helper imported into it is never picked by accident; abstract classes do not count
+    either, so a module may hold its own abstract base next to the one concrete class.
+    """
+    module, name = parse_spec(spec, what)
+    mod = import_user_module(module, what)
+    if name is not None:
+        return _named_subclass(mod, name, base, what)
+    defined: dict[int, tuple[str, type[_T]]] = {}
+    imported: set[str] = set()
+    for attr, value in vars(mod).items():
+        if not isinstance(value, type) or value is base or not issubclass(value, base):
+            continue
+        if value.__module__ != mod.__name__:
+            imported.add(attr)
+        else:
+            defined.setdefault(id(value), (attr, value))
+    concrete = sorted(
+        ((attr, cls) for attr, cls in defined.values() if _is_concrete(cls)), key=lambda item: item[0]
+    )
+    if not concrete:
+        if defined:
+            abstract = ", ".join(sorted(attr for attr, _ in defined.values()))
+            detail = f"defines only abstract {base.__name__} classes ({abstract})"
+        elif imported:
+            detail = f"defines no {base.__name__} subclass, it only imports {', '.join(sorted(imported))}"
+        else:
+            detail = f"defines no {base.__name__} subclass"
+        raise LoadError(f"{what} module '{module}' {detail}; define one or name it as '{module}:CLASS'")
+    if len(concrete) > 1:
+        names = ", ".join(attr for attr, _ in concrete)
+        raise LoadError(
+            f"{what} module '{module}' defines several {base.__name__} subclasses ({names}); "
+            f"choose one as '{module}:CLASS'"
+        )
+    return concrete[0][1]

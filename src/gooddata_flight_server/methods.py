@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pyarrow.flight
 
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CALL_INFO_KEY, CallFinalizer, CallInfo
+from gooddata_flight_server.tasks import TaskExecutor, task_result_stream
 
 if TYPE_CHECKING:
     from gooddata_flight_server.context import ServerContext
@@ -53,6 +54,18 @@ class FlightServerMethods:
     def call_finalizer_middleware(context: pyarrow.flight.ServerCallContext) -> CallFinalizer:
         """The :class:`CallFinalizer` of the current call, to run code when the call ends."""
         return cast(CallFinalizer, context.get_middleware(CALL_FINALIZER_KEY))
+
+    @staticmethod
+    def do_get_task_result(
+        context: pyarrow.flight.ServerCallContext, task_executor: TaskExecutor, task_id: str
+    ) -> pyarrow.flight.FlightDataStream:
+        """Stream the data of a finished task, or raise the Flight error that says why there is none.
+
+        Unknown or expired task → INVALID_TICKET; failed task → its error; cancelled task →
+        COMMAND_CANCELLED; single-use data already read → COMMAND_RESULT_CONSUMED. The data stays
+        locked while it streams and is released (single-use data closed) when the call ends.
+        """
+        return task_result_stream(context, task_executor, task_id)
 
     def list_flights(
         self, context: pyarrow.flight.ServerCallContext, criteria: bytes

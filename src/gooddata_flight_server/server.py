@@ -25,10 +25,15 @@ from typing import Any, Protocol
 import pyarrow.flight
 import structlog
 
+from gooddata_flight_server._version import __version__
+from gooddata_flight_server.auth.middleware import AUTH_TOKEN_KEY, TokenAuthMiddlewareFactory
 from gooddata_flight_server.context import ServerContext
-from gooddata_flight_server.health import ServerHealthMonitor
+from gooddata_flight_server.health import HealthCheckServer, ServerHealthMonitor
+from gooddata_flight_server.housekeeping import MemoryHousekeeping
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
+from gooddata_flight_server.observability.exposition import MetricsServer
 from gooddata_flight_server.observability.logging import configure_logging
+from gooddata_flight_server.observability.tracing import Tracing, TracingMiddlewareFactory
 from gooddata_flight_server.rpc.listener import FlightListener
 from gooddata_flight_server.rpc.middleware import (
     CALL_FINALIZER_KEY,
@@ -40,6 +45,7 @@ from gooddata_flight_server.rpc.middleware import (
     InFlightCalls,
 )
 from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig, load_settings
+from gooddata_flight_server.tasks import TaskExecutor, ThreadTaskExecutor
 
 __all__ = ["GoodDataFlightServer", "create_server"]
 
@@ -51,6 +57,7 @@ _IDLE = b"i"  # no call is in flight any more
 _DRAINED = b"d"  # the Flight listener has shut down
 
 _GATE_KEY = "_gdfs_gate"
+_TRACING_KEY = "_gdfs_tracing"
 
 
 class Subsystem(Protocol):
@@ -59,6 +66,18 @@ class Subsystem(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class _Off:
+    """The null object for an optional subsystem that is not configured."""
+
+    port = None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 class _Wakeup:
@@ -87,6 +106,12 @@ class _Wakeup:
                 os.close(fd)
 
 
+def _url_host(host: str | None) -> str:
+    if not host or host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True
@@ -111,16 +136,33 @@ class GoodDataFlightServer:
         self._health = ServerHealthMonitor()
         self._gate = AvailabilityGate()
         self._in_flight = InFlightCalls()
-        # order matters: the gate first (nothing runs for refused calls), the counting finalizer last
-        self._listener = FlightListener(
-            config,
-            {
-                _GATE_KEY: self._gate,
-                CALL_INFO_KEY: CallInfoFactory(),
-                CALL_FINALIZER_KEY: CallFinalizerFactory(self._in_flight),
-            },
+        self._tracing = Tracing(config.otel_config, __version__)
+        self._metrics_http: MetricsServer | _Off = (
+            MetricsServer(config.metrics_host, config.metrics_port) if config.metrics_host else _Off()
         )
-        self._task_executor: Any = None
+        self._health_http: HealthCheckServer | _Off = (
+            HealthCheckServer(self._health, config.health_check_host, config.health_check_port)
+            if config.health_check_host
+            else _Off()
+        )
+        self._housekeeping = MemoryHousekeeping(config.malloc_trim_interval_sec)
+        # Order matters. pyarrow does not end the calls of middleware that started before a later
+        # one rejected the call, so whatever must see every call end comes after everything that
+        # may reject: the gate first, then authentication, then tracing, call info and the
+        # counting finalizer.
+        middleware: dict[str, pyarrow.flight.ServerMiddlewareFactory] = {_GATE_KEY: self._gate}
+        self._auth: TokenAuthMiddlewareFactory | None = None
+        if config.authentication_method is AuthenticationMethod.Token:
+            self._auth = middleware[AUTH_TOKEN_KEY] = TokenAuthMiddlewareFactory(config)
+        if self._tracing.enabled:
+            middleware[_TRACING_KEY] = TracingMiddlewareFactory(
+                self._tracing, config.otel_config.extract_context
+            )
+        middleware[CALL_INFO_KEY] = CallInfoFactory()
+        middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight)
+        self._listener = FlightListener(config, middleware)
+        self._drain_deadline: float | None = None
+        self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None
         self._wakeup = _Wakeup()
         self._lock = threading.Lock()
@@ -150,7 +192,19 @@ class GoodDataFlightServer:
         return self._health
 
     @property
-    def task_executor(self) -> Any:
+    def health_check_url(self) -> str | None:
+        """Base URL of the /ready and /live endpoints once started, None when they are off."""
+        port = self._health_http.port if self._started.is_set() else None
+        return None if port is None else f"http://{_url_host(self._config.health_check_host)}:{port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """URL of the Prometheus endpoint once started, None when it is off."""
+        port = self._metrics_http.port if self._started.is_set() else None
+        return None if port is None else f"http://{_url_host(self._config.metrics_host)}:{port}/metrics"
+
+    @property
+    def task_executor(self) -> TaskExecutor:
         return self._task_executor
 
     def start(self) -> None:
@@ -269,6 +323,11 @@ class GoodDataFlightServer:
                 message="the server listens on a non-loopback interface without authentication; "
                 "it may be reachable from the network by anyone",
             )
+        self._start(stack, "tracing", self._tracing)
+        self._start(stack, "metrics_http", self._metrics_http)
+        self._start(stack, "health_http", self._health_http)
+        self._start(stack, "task_executor", self._task_executor)
+        self._start(stack, "housekeeping", self._housekeeping)
         self._start(stack, "flight", self._listener)
         port = self._listener.port
         advertise_port = config.advertise_port or port
@@ -283,6 +342,8 @@ class GoodDataFlightServer:
             health=self._health,
             task_executor=self._task_executor,
         )
+        if self._auth is not None:
+            self._auth.activate(ctx)  # the strategy's create(ctx), once, before any call gets through
         self._listener.serve(self._create_methods(ctx))
         self._gate.state = Availability.SERVING
         self._health.set_ready(True)
@@ -312,6 +373,7 @@ class GoodDataFlightServer:
         self._health.set_ready(False)
         self._gate.state = Availability.SHUTTING_DOWN
         deadline = time.monotonic() + timeout
+        self._drain_deadline = deadline if what != _FORCE else time.monotonic()
         if what != _FORCE:
             self._in_flight.notify_when_idle(lambda: self._wakeup.post(_IDLE))
             what = self._wait_for((_IDLE, _FORCE), deadline)
@@ -321,6 +383,12 @@ class GoodDataFlightServer:
             self._wait_for((_DRAINED, _FORCE), deadline)
         if what == b"":
             log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=self._in_flight.count)
+
+    def _drain_time_left(self) -> float:
+        """Seconds left of the drain deadline: what stopping subsystems may still wait for their work."""
+        if self._drain_deadline is None or self._aborted:
+            return 0.0
+        return max(0.0, self._drain_deadline - time.monotonic())
 
     def _wait_for(self, wanted: tuple[bytes, ...], deadline: float) -> bytes:
         """The first of ``wanted`` posted before the deadline, or b"" when the deadline passed."""

@@ -1,0 +1,224 @@
+"""Token authentication of every call: find the token in the headers, ask the strategy, reject or pass.
+
+The factory is registered with pyarrow when the listener binds, but the strategy needs the
+``ServerContext`` that only exists after binding; so the server builds the factory first and
+``activate``-s it once the context exists. The availability gate runs before this middleware and
+refuses every call until the server serves, so no call reaches an inactive factory in practice.
+
+``start_call`` runs on every RPC, so its success path is kept short: the header name is lowercased
+once, nothing is logged, nothing is compiled, and a strategy returning None shares one middleware
+object. Every rejection is logged as an ``auth_failed`` event with a reason code and counted
+through :func:`on_auth_failure`; neither the token nor the header value is ever logged or put into
+an error (an error a strategy raises that contains the token is replaced by a generic one).
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from typing import Any, NoReturn
+
+import pyarrow.flight
+import structlog
+
+from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy, create_strategy
+from gooddata_flight_server.context import ServerContext
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.settings import ServerConfig
+
+__all__ = [
+    "AUTH_FAILURE_REASONS",
+    "AUTH_TOKEN_KEY",
+    "TokenAuthMiddleware",
+    "TokenAuthMiddlewareFactory",
+    "on_auth_failure",
+]
+
+log = structlog.get_logger(__name__)
+
+AUTH_TOKEN_KEY = "auth_token"
+
+_BEARER = "Bearer "
+_REDACTED = "<redacted>"
+
+AUTH_FAILURE_REASONS = (
+    "missing_token",  # no token header at all
+    "duplicate_header",  # the token header sent more than once
+    "wrong_scheme",  # Authorization is not "Bearer <token>"
+    "empty_token",  # the header is there but the token is blank
+    "malformed_header",  # a binary (-bin) header whose value is not UTF-8
+    "invalid_token",  # the strategy raised FlightUnauthenticatedError
+    "forbidden",  # the strategy raised FlightUnauthorizedError
+    "strategy_error",  # the strategy raised anything else
+)
+"""Every reason code :func:`on_auth_failure` and the ``auth_failed`` event may carry."""
+
+
+def on_auth_failure(reason: str) -> None:
+    """Called once for every rejected call, with one of :data:`AUTH_FAILURE_REASONS`.
+
+    The hook where rejections are counted (the ``gdfs_auth_failures`` counter, labelled by reason).
+    It runs on the RPC thread of the rejected call: keep it cheap and never let it raise.
+    """
+
+
+class TokenAuthMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    """The authenticated call's token data, reachable from handlers under the key ``"auth_token"``::
+
+    context.get_middleware("auth_token").token_data
+    """
+
+    __slots__ = ("_token_data",)
+
+    def __init__(self, token_data: Any) -> None:
+        super().__init__()
+        self._token_data = token_data
+
+    @property
+    def token_data(self) -> Any:
+        """What the verification strategy's ``verify`` returned for this call's token."""
+        return self._token_data
+
+
+class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Authenticates every call with the strategy named by ``token_verification``.
+
+    Build it with the server config, register it under ``"auth_token"`` after the availability
+    gate, and call ``activate(ctx)`` once the server context exists and before the gate opens.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__()
+        custom_header = config.token_header_name
+        self._bearer = not custom_header
+        self._header = (custom_header or "authorization").strip().lower()
+        self._spec = config.token_verification or DEFAULT_STRATEGY
+        self._strategy: TokenVerificationStrategy | None = None
+        self._no_data = TokenAuthMiddleware(None)  # shared: the middleware object holds no call state
+        shape = f"'{self._header}: Bearer <token>'" if self._bearer else f"'{self._header}: <token>'"
+        self._messages = {
+            "missing_token": f"authentication required: send the token in the header {shape}",
+            "duplicate_header": f"the header '{self._header}' was sent more than once; send it once",
+            "wrong_scheme": f"the header '{self._header}' must have the form 'Bearer <token>'",
+            "empty_token": f"the token in the header '{self._header}' is empty",
+            "malformed_header": f"the header '{self._header}' is not valid UTF-8",
+        }
+
+    @property
+    def header_name(self) -> str:
+        """The (lowercase) header the token is read from."""
+        return self._header
+
+    @property
+    def strategy(self) -> TokenVerificationStrategy | None:
+        """The active strategy; None until ``activate`` succeeded."""
+        return self._strategy
+
+    def activate(self, ctx: ServerContext) -> TokenVerificationStrategy:
+        """Load the strategy and call its ``create(ctx)`` once; from now on calls are verified.
+
+        Raises LoadError (the strategy cannot be found or is not a strategy), ConfigError (its
+        settings are invalid) or AuthSetupError (its ``create`` failed); the server must then fail
+        to start. Activating twice is a programming error.
+        """
+        if self._strategy is not None:
+            raise RuntimeError("the token authentication middleware is already active")
+        strategy = create_strategy(self._spec, ctx)
+        self._strategy = strategy
+        log.info(
+            "token_auth_enabled",
+            strategy=f"{type(strategy).__module__}:{type(strategy).__qualname__}",
+            header=self._header,
+            scheme="bearer" if self._bearer else "raw",
+        )
+        return strategy
+
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> TokenAuthMiddleware:
+        strategy = self._strategy
+        if strategy is None:  # only reachable without the availability gate in front
+            raise ErrorInfo.for_reason(
+                ErrorCode.NOT_READY, "The server is starting up and not ready to serve yet; retry shortly."
+            ).to_unavailable_error()
+        values = headers.get(self._header)
+        if not values:
+            self._reject(info, "missing_token")
+        if len(values) != 1:
+            self._reject(info, "duplicate_header")
+        value = values[0]
+        if type(value) is not str:  # pyarrow hands over the values of binary (-bin) headers as bytes
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                self._reject(info, "malformed_header")
+        if self._bearer:
+            if not value.startswith(_BEARER):
+                self._reject(info, "empty_token" if value.strip() == _BEARER.strip() else "wrong_scheme")
+            token = value[len(_BEARER) :].strip()
+        else:
+            token = value.strip()
+        if not token:
+            self._reject(info, "empty_token")
+        try:
+            token_data = strategy.verify(info, token)
+        except pyarrow.flight.FlightUnauthenticatedError as e:
+            self._reject_from_strategy(info, "invalid_token", e, token)
+        except pyarrow.flight.FlightUnauthorizedError as e:
+            self._reject_from_strategy(info, "forbidden", e, token)
+        except pyarrow.flight.FlightError as e:  # e.g. UNAVAILABLE when the strategy's backend is down
+            self._reject_from_strategy(info, "strategy_error", e, token)
+        except Exception as e:
+            self._strategy_failed(info, e, token)
+        if token_data is None:
+            return self._no_data
+        return TokenAuthMiddleware(token_data)
+
+    # -- rejections (the slow path) ----------------------------------------------------------------
+
+    def _reject(self, info: pyarrow.flight.CallInfo, reason: str) -> NoReturn:
+        message = self._messages[reason]
+        log.warning("auth_failed", reason=reason, rpc=_rpc(info), detail=message)
+        on_auth_failure(reason)
+        raise pyarrow.flight.FlightUnauthenticatedError(message)
+
+    def _reject_from_strategy(
+        self, info: pyarrow.flight.CallInfo, reason: str, error: pyarrow.flight.FlightError, token: str
+    ) -> NoReturn:
+        if _mentions(error, token):
+            # the strategy put the token into its error: keep the kind of error, drop the text
+            error = type(error)("the token is not valid" if reason == "invalid_token" else "access denied")
+        log.warning(
+            "auth_failed", reason=reason, rpc=_rpc(info), detail=str(error), error_type=type(error).__name__
+        )
+        on_auth_failure(reason)
+        raise error
+
+    def _strategy_failed(self, info: pyarrow.flight.CallInfo, error: Exception, token: str) -> NoReturn:
+        """An unexpected failure of the strategy is the server's problem, not the client's: INTERNAL.
+
+        Its details go to the log only, under a reference the client gets, with the token cut out
+        of the traceback in case the strategy's exception message quoted it.
+        """
+        ref = uuid.uuid4().hex
+        text = "".join(traceback.format_exception(error)).replace(token, _REDACTED)
+        log.error(
+            "auth_failed",
+            reason="strategy_error",
+            rpc=_rpc(info),
+            error_type=type(error).__name__,
+            error_ref=ref,
+            exception=text,
+        )
+        on_auth_failure("strategy_error")
+        raise ErrorInfo.for_reason(
+            ErrorCode.INTERNAL_ERROR, f"Token verification failed on the server. Reference: {ref}"
+        ).to_internal_error() from None
+
+
+def _rpc(info: pyarrow.flight.CallInfo) -> str:
+    method = getattr(info, "method", None)
+    return str(getattr(method, "name", method))
+
+
+def _mentions(error: pyarrow.flight.FlightError, token: str) -> bool:
+    extra = getattr(error, "extra_info", None) or b""
+    return token in str(error) or token.encode("utf-8", "surrogatepass") in bytes(extra)

@@ -1,0 +1,50 @@
+"""The Prometheus endpoint: serves the process default registry at ``/metrics``.
+
+Serving ``prometheus_client.REGISTRY`` (not a registry of our own) is what makes a user's plain
+``prometheus_client.Counter(...)`` appear next to the server's ``gdfs_*`` metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import prometheus_client
+import structlog
+
+__all__ = ["MetricsServer"]
+
+log = structlog.get_logger(__name__)
+
+
+class MetricsServer:
+    """A lifecycle subsystem: the HTTP endpoint runs from ``start()`` to ``stop()``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._httpd: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "metrics server not started"
+        return int(self._httpd.server_port)
+
+    def start(self) -> None:
+        try:
+            self._httpd, self._thread = prometheus_client.start_http_server(self._port, addr=self._host)
+        except OSError as e:
+            raise OSError(
+                f"cannot bind the metrics endpoint to {self._host}:{self._port}: {e.strerror}"
+            ) from e
+        log.info("metrics_listening", host=self._host, port=self.port)
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = None

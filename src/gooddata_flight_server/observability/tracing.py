@@ -1,0 +1,254 @@
+"""OpenTelemetry: the exporter chosen in settings, one SERVER span per RPC, a switchable provider.
+
+OpenTelemetry lets a process set its global tracer provider only once, and a user's
+``trace.ProxyTracer`` binds to whatever provider is global when it first starts a span. Many
+servers live in one process (tests do this), each with its own exporter, so the global provider set
+here is a switch: it forwards to the SDK provider of the server that is running, and to a no-op
+tracer when none is, which keeps every ``ProxyTracer`` working across servers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow.flight
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import (
+    OsResourceDetector,
+    OTELResourceDetector,
+    ProcessResourceDetector,
+    Resource,
+    get_aggregated_resources,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.status import Status, StatusCode
+
+from gooddata_flight_server.settings import OtelConfig, OtelExporterType
+
+__all__ = ["RPC_METHOD_NAMES", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
+
+log = structlog.get_logger(__name__)
+
+RPC_METHOD_NAMES: Mapping[Any, str] = {
+    pyarrow.flight.FlightMethod.HANDSHAKE: "Handshake",
+    pyarrow.flight.FlightMethod.LIST_FLIGHTS: "ListFlights",
+    pyarrow.flight.FlightMethod.GET_FLIGHT_INFO: "GetFlightInfo",
+    pyarrow.flight.FlightMethod.GET_SCHEMA: "GetSchema",
+    pyarrow.flight.FlightMethod.DO_GET: "DoGet",
+    pyarrow.flight.FlightMethod.DO_PUT: "DoPut",
+    pyarrow.flight.FlightMethod.DO_ACTION: "DoAction",
+    pyarrow.flight.FlightMethod.LIST_ACTIONS: "ListActions",
+    pyarrow.flight.FlightMethod.DO_EXCHANGE: "DoExchange",
+}
+_RPC_SERVICE = "arrow.flight.protocol.FlightService"
+
+# exporter type -> (module, class, extra that installs it)
+_EXPORTERS: Mapping[OtelExporterType, tuple[str, str, str | None]] = {
+    OtelExporterType.Console: ("opentelemetry.sdk.trace.export", "ConsoleSpanExporter", None),
+    OtelExporterType.OtlpGrpc: (
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        "OTLPSpanExporter",
+        "otel-exporter-otlp-grpc",
+    ),
+    OtelExporterType.OtlpHttp: (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "OTLPSpanExporter",
+        "otel-exporter-otlp-http",
+    ),
+    OtelExporterType.Zipkin: ("opentelemetry.exporter.zipkin.json", "ZipkinExporter", "otel-exporter-zipkin"),
+}
+
+
+class _SwitchingTracer(trace.Tracer):
+    """Forwards to the running server's tracer, or to a no-op tracer between servers."""
+
+    def __init__(self, switch: _ProviderSwitch, args: tuple[Any, ...]) -> None:
+        self._switch = switch
+        self._args = args
+
+    def _real(self) -> trace.Tracer:
+        provider = self._switch.current
+        return trace.NoOpTracer() if provider is None else provider.get_tracer(*self._args)
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._real().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real().start_as_current_span(*args, **kwargs)
+
+
+class _ProviderSwitch(trace.TracerProvider):
+    def __init__(self) -> None:
+        self.current: trace.TracerProvider | None = None
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        return _SwitchingTracer(
+            self, (instrumenting_module_name, instrumenting_library_version, schema_url, attributes)
+        )
+
+
+_SWITCH = _ProviderSwitch()
+_SWITCH_LOCK = threading.Lock()
+
+
+def installed_switch() -> _ProviderSwitch | None:
+    """Make the switch the global provider once per process; None if someone else set one first."""
+    with _SWITCH_LOCK:
+        current = trace.get_tracer_provider()
+        if current is _SWITCH:
+            return _SWITCH
+        if isinstance(current, trace.ProxyTracerProvider):
+            trace.set_tracer_provider(_SWITCH)
+            return _SWITCH
+        return None
+
+
+def _create_exporter(exporter_type: OtelExporterType) -> Any:
+    module_name, class_name, extra = _EXPORTERS[exporter_type]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise RuntimeError(
+            f"otel_exporter_type '{exporter_type.value}' needs its exporter package: "
+            f"pip install 'gooddata-flight-server[{extra}]' ({e})"
+        ) from e
+    return getattr(module, class_name)()
+
+
+def _resource(config: OtelConfig, version: str) -> Any:
+    attributes: dict[str, Any] = {"service.name": config.service_name or "gooddata-flight-server"}
+    attributes["service.version"] = version
+    if config.service_namespace:
+        attributes["service.namespace"] = config.service_namespace
+    attributes["service.instance.id"] = config.service_instance_id or f"{platform.node()}-{os.getpid()}"
+    detected = get_aggregated_resources(
+        [OTELResourceDetector(), ProcessResourceDetector(), OsResourceDetector()]
+    )
+    # settings win over what the environment (OTEL_RESOURCE_ATTRIBUTES) says
+    return detected.merge(Resource.create(attributes))
+
+
+class Tracing:
+    """The tracing subsystem: an SDK provider with the configured exporter while the server runs.
+
+    Without an exporter it is a null object: no provider, every tracer no-op.
+    """
+
+    def __init__(self, config: OtelConfig, version: str) -> None:
+        self._config = config
+        self._version = version
+        self._provider: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.exporter_type is not None
+
+    def tracer(self, name: str) -> trace.Tracer:
+        """The server's own tracer: the SDK one while started, else no-op."""
+        return (
+            trace.NoOpTracer() if self._provider is None else self._provider.get_tracer(name, self._version)
+        )
+
+    def start(self) -> None:
+        if self._config.exporter_type is None:
+            return
+        exporter = _create_exporter(self._config.exporter_type)
+        provider = TracerProvider(resource=_resource(self._config, self._version), shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._provider = provider
+        switch = installed_switch()
+        if switch is None:
+            log.warning(
+                "tracer_provider_already_set",
+                message="a global tracer provider was set before the server started; "
+                "the server's spans are exported, ProxyTracers in user code keep the other provider",
+            )
+        else:
+            switch.current = provider
+        log.info("tracing_started", exporter=self._config.exporter_type.value)
+
+    def stop(self) -> None:
+        provider, self._provider = self._provider, None
+        if provider is None:
+            return
+        if _SWITCH.current is provider:
+            _SWITCH.current = None
+        provider.force_flush()
+        provider.shutdown()
+
+
+class _HeaderGetter(Getter[Mapping[str, Sequence[Any]]]):
+    def get(self, carrier: Mapping[str, Sequence[Any]], key: str) -> list[str] | None:
+        values = carrier.get(key.lower())
+        return [v if isinstance(v, str) else v.decode("latin-1") for v in values] if values else None
+
+    def keys(self, carrier: Mapping[str, Sequence[Any]]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _HeaderGetter()
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class _SpanMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: trace.Span, token: object) -> None:
+        super().__init__()
+        self._span = span
+        self._token = token
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        span = self._span
+        if exception is not None:
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+            span.set_attribute("error.type", type(exception).__name__)
+        span.end()
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+class TracingMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Starts a SERVER span per call and makes it current on the handler's thread.
+
+    pyarrow calls start_call, the handler and call_completed on the same thread, so attaching the
+    span's context here makes it the parent of spans the handler (and tasks it submits) create.
+    """
+
+    def __init__(self, tracing: Tracing, extract_context: bool) -> None:
+        super().__init__()
+        self._tracing = tracing
+        self._extract = extract_context
+        self._tracer: trace.Tracer | None = None
+
+    def start_call(
+        self, info: pyarrow.flight.CallInfo, headers: Mapping[str, Sequence[Any]]
+    ) -> _SpanMiddleware:
+        tracer = self._tracer
+        if tracer is None:
+            tracer = self._tracer = self._tracing.tracer("gooddata_flight_server")
+        name = RPC_METHOD_NAMES.get(info.method, str(info.method))
+        parent = _PROPAGATOR.extract(headers, getter=_GETTER) if self._extract else None
+        span = tracer.start_span(
+            name,
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "apache_arrow_flight", "rpc.service": _RPC_SERVICE, "rpc.method": name},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return _SpanMiddleware(span, token)

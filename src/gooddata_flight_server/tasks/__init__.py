@@ -1,0 +1,39 @@
+"""Long-running tasks: work that produces Flight data off the RPC threads (SPEC §6).
+
+A service submits a :class:`Task` to the server's :class:`TaskExecutor` (``ctx.task_executor``),
+waits for its :class:`TaskExecutionResult`, hands the client a ticket holding the task id, and
+streams the result on DoGet with :func:`task_result_stream`.
+"""
+
+from gooddata_flight_server.tasks.executor import (
+    TaskExecutor,
+    TaskExecutorConfig,
+    TaskWaitTimeoutError,
+    ThreadTaskExecutor,
+)
+from gooddata_flight_server.tasks.results import (
+    ArrowData,
+    DataLock,
+    FlightDataTaskResult,
+    ListFlightsTaskResult,
+    TaskExecutionResult,
+    TaskResult,
+)
+from gooddata_flight_server.tasks.stream import task_result_stream
+from gooddata_flight_server.tasks.task import Task, TaskError
+
+__all__ = [
+    "ArrowData",
+    "DataLock",
+    "FlightDataTaskResult",
+    "ListFlightsTaskResult",
+    "Task",
+    "TaskError",
+    "TaskExecutionResult",
+    "TaskExecutor",
+    "TaskExecutorConfig",
+    "TaskResult",
+    "TaskWaitTimeoutError",
+    "ThreadTaskExecutor",
+    "task_result_stream",
+]

@@ -1,0 +1,396 @@
+"""Where tasks run: the :class:`TaskExecutor` interface and the server's thread-pool implementation.
+
+A data service submits a :class:`Task`, waits for its outcome (typically in GetFlightInfo) and later
+streams the result (DoGet with the task id as the ticket). Between the two calls the executor keeps
+the outcome for ``task_result_ttl_sec``, then evicts it and closes its result on separate threads.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import enum
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.metrics import TaskMetrics, task_metrics
+from gooddata_flight_server.tasks._outcome import (
+    cancelled_outcome,
+    close_quietly,
+    execute_task,
+    internal_failure,
+)
+from gooddata_flight_server.tasks._pool import WorkerPool
+from gooddata_flight_server.tasks.results import TaskExecutionResult
+from gooddata_flight_server.tasks.task import Task
+
+__all__ = ["TaskExecutor", "TaskExecutorConfig", "TaskWaitTimeoutError", "ThreadTaskExecutor"]
+
+log = structlog.get_logger(__name__)
+# structlog renders through stdlib logging (observability/logging.py), so this stdlib level check
+# makes the same decision as structlog's filter_by_level, for a fraction of the cost of a call
+# through the lazy logger proxy: it keeps the per-task debug events off the hot path.
+_debug_enabled = functools.partial(logging.getLogger(__name__).isEnabledFor, logging.DEBUG)
+
+
+class TaskWaitTimeoutError(Exception):
+    """:meth:`TaskExecutor.wait_for_result` gave up before the task finished; the task goes on.
+
+    Carries what a service needs to answer with a POLL error and let the client come back later.
+    """
+
+    def __init__(self, task_id: str, cmd: bytes) -> None:
+        super().__init__(f"timed out waiting for task {task_id} to finish")
+        self.task_id = task_id
+        self.cmd = cmd
+
+
+class TaskExecutor(abc.ABC):
+    """Runs tasks and keeps their outcomes until they are read or expire."""
+
+    @abc.abstractmethod
+    def submit(self, task: Task) -> None:
+        """Queue the task to run. Raises a retryable ``FlightUnavailableError`` when the executor is
+        full (BACKPRESSURE) or shutting down (SHUTTING_DOWN), ValueError for a duplicate task id."""
+
+    @abc.abstractmethod
+    def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
+        """Block until the task finishes and return how it ended; None for an unknown (or evicted) id.
+
+        Raises :class:`TaskWaitTimeoutError` when ``timeout`` seconds pass first.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a queued or running task, or evict a finished one's result.
+
+        False only when the task refused (it is not cancellable); True for an unknown id, since there
+        is nothing left to cancel.
+        """
+
+    @abc.abstractmethod
+    def close_result(self, task_id: str) -> bool:
+        """Evict a finished task's outcome now and close its result; False if the id is unknown or the
+        task has not finished (use :meth:`cancel` to stop it)."""
+
+    @abc.abstractmethod
+    def get_task_submitted_timestamp(self, task_id: str) -> float | None:
+        """When the task was submitted (``time.time()``), or None for an unknown id."""
+
+
+class TaskExecutorConfig(Protocol):
+    """The settings the executor reads; ``ServerConfig`` has them (this keeps tasks below settings)."""
+
+    @property
+    def task_threads(self) -> int: ...
+
+    @property
+    def task_close_threads(self) -> int: ...
+
+    @property
+    def task_result_ttl_sec(self) -> float: ...
+
+    @property
+    def task_queue_size(self) -> int: ...
+
+
+class _State(enum.Enum):
+    QUEUED = 1
+    RUNNING = 2
+    FINISHED = 3
+
+
+class _Entry:
+    """Everything the executor knows about one task; the ``done`` event makes waiting race-free
+    because a waiter holds the entry itself, not a dict lookup that eviction could undo."""
+
+    __slots__ = ("context", "done", "outcome", "state", "submitted_at", "submitted_mono", "task")
+
+    def __init__(self, task: Task, context: contextvars.Context) -> None:
+        self.task = task
+        self.context = context
+        self.submitted_at = time.time()
+        self.submitted_mono = time.monotonic()
+        self.state = _State.QUEUED
+        self.outcome: TaskExecutionResult | None = None
+        self.done = threading.Event()
+
+
+class _Lifecycle(enum.Enum):
+    NEW = 1
+    STARTED = 2
+    STOPPED = 3
+
+
+class ThreadTaskExecutor(TaskExecutor):
+    """The server's executor: ``task_threads`` workers take tasks in FIFO order.
+
+    A lifecycle subsystem: the server calls :meth:`start`, then :meth:`stop` at shutdown.
+    ``stop_wait()`` tells how many seconds of the server's drain deadline remain; ``stop`` gives
+    running tasks that long to react to cancellation.
+
+    Costs per call do not grow with the number of stored outcomes: lookups are dict lookups and
+    outcomes expire from a deque ordered by expiry (the TTL is the same for all, so appending at
+    finish keeps it ordered), watched by one reaper thread that sleeps until the next expiry.
+    """
+
+    def __init__(self, config: TaskExecutorConfig, stop_wait: Callable[[], float]) -> None:
+        self._config = config
+        self._stop_wait = stop_wait
+        self._lock = threading.Lock()
+        self._expiry_cond = threading.Condition(self._lock)
+        self._tasks: dict[str, _Entry] = {}
+        self._expiry: deque[tuple[float, _Entry]] = deque()
+        self._queued = 0
+        self._running = 0
+        self._lifecycle = _Lifecycle.NEW
+        self._metrics: TaskMetrics | None = None
+        self._workers = WorkerPool("gdfs-task", config.task_threads)
+        self._closers = WorkerPool("gdfs-task-close", config.task_close_threads)
+        self._reaper: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self._config
+        if config.task_threads < 1 or config.task_close_threads < 1:
+            raise ValueError("task_threads and task_close_threads must be at least 1")
+        if config.task_result_ttl_sec < 0 or config.task_queue_size < 0:
+            raise ValueError("task_result_ttl_sec and task_queue_size must not be negative")
+        with self._lock:
+            if self._lifecycle is not _Lifecycle.NEW:
+                raise RuntimeError("a task executor can be started only once")
+            self._metrics = task_metrics()
+            self._metrics.queues.track(self)
+            self._reaper = threading.Thread(target=self._reap, name="gdfs-task-reaper", daemon=True)
+            self._reaper.start()
+            self._lifecycle = _Lifecycle.STARTED
+        log.debug("task_executor_started", task_threads=config.task_threads)
+
+    def stop(self) -> None:
+        """Cancel queued tasks, ask running ones to cancel and wait for them within ``stop_wait()``
+        seconds, then close every stored result. Idempotent; never raises for a slow task: a task
+        still running at the deadline is reported cancelled and its result closed when it ends."""
+        with self._lock:
+            if self._lifecycle is not _Lifecycle.STARTED:
+                self._lifecycle = _Lifecycle.STOPPED
+                return
+            self._lifecycle = _Lifecycle.STOPPED
+            queued = [e for e in self._tasks.values() if e.state is _State.QUEUED]
+            running = [e for e in self._tasks.values() if e.state is _State.RUNNING]
+            for entry in queued:
+                self._finish_locked(entry, cancelled_outcome(entry.task))
+            self._queued = 0
+            self._expiry_cond.notify_all()  # the reaper ends
+        deadline = time.monotonic() + max(0.0, self._stop_wait())
+        for entry in queued:
+            entry.task.cancel()  # the hook may release what the task holds; it never runs anyway
+            entry.done.set()
+        self._count_cancelled(len(queued))
+        for entry in running:
+            entry.task.cancel()
+        self._workers.stop()
+        all_ended = self._workers.join(deadline)
+        with self._lock:
+            # Whatever still runs is reported cancelled now so that no waiter hangs past shutdown;
+            # _run closes the result such a task produces later.
+            late = [e for e in self._tasks.values() if e.state is _State.RUNNING]
+            for entry in late:
+                self._finish_locked(entry, cancelled_outcome(entry.task))
+            finished = list(self._tasks.values())
+            self._tasks.clear()
+            self._expiry.clear()
+        for entry in late:
+            entry.done.set()
+        self._count_cancelled(len(late))
+        for entry in finished:
+            self._close_outcome(entry)
+        self._closers.stop()
+        closed = self._closers.join(deadline)
+        if self._reaper is not None:
+            self._reaper.join(max(0.0, deadline - time.monotonic()))
+        if self._metrics is not None:
+            self._metrics.queues.untrack(self)
+        log.info(
+            "task_executor_stopped",
+            cancelled_queued=len(queued),
+            cancelled_running=len(running),
+            still_running=len(late),
+            results_closed=closed,
+            workers_ended=all_ended,
+        )
+
+    # -- the interface ------------------------------------------------------------------------------
+
+    def submit(self, task: Task) -> None:
+        entry = _Entry(task, contextvars.copy_context())
+        task_id = task.task_id
+        with self._lock:
+            if self._lifecycle is not _Lifecycle.STARTED:
+                if self._lifecycle is _Lifecycle.NEW:
+                    raise RuntimeError("the task executor is not started")
+                raise ErrorInfo.for_reason(
+                    ErrorCode.SHUTTING_DOWN, "The server is shutting down and accepts no new tasks."
+                ).to_unavailable_error()
+            if task_id in self._tasks:
+                raise ValueError(f"a task with id {task_id!r} was submitted already")
+            limit = self._config.task_queue_size
+            # Queued plus running tasks bound the queue exactly, even while a freed worker has
+            # not yet picked up the next task.
+            if limit > 0 and self._queued + self._running >= self._config.task_threads + limit:
+                raise ErrorInfo.for_reason(
+                    ErrorCode.BACKPRESSURE,
+                    f"The server is busy: {self._queued} tasks wait to run already. Retry later.",
+                ).to_unavailable_error()
+            self._tasks[task_id] = entry
+            self._queued += 1
+            self._workers.submit(lambda: self._run(entry))
+        if _debug_enabled():
+            log.debug("task_submitted", task_id=task_id)
+
+    def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return None
+        if not entry.done.wait(timeout):
+            raise TaskWaitTimeoutError(task_id, entry.task.cmd)
+        return entry.outcome
+
+    def cancel(self, task_id: str) -> bool:
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return True
+        if entry.state is _State.FINISHED:
+            self.close_result(task_id)
+            return True
+        # Outside the lock: cancel() runs the task's on_task_cancel hook, which is user code.
+        if not entry.task.cancel():
+            return False
+        with self._lock:
+            dequeued = entry.state is _State.QUEUED
+            if dequeued:
+                # The worker that takes the job from the pool will skip it; it never runs.
+                self._queued -= 1
+                self._finish_locked(entry, cancelled_outcome(entry.task))
+        if dequeued:
+            entry.done.set()
+            self._count_cancelled(1)
+            log.debug("task_cancelled", task_id=task_id, was="queued")
+        return True
+
+    def close_result(self, task_id: str) -> bool:
+        with self._lock:
+            entry = self._tasks.get(task_id)
+            if entry is None or entry.state is not _State.FINISHED:
+                return False
+            del self._tasks[task_id]
+        self._close_outcome(entry)
+        return True
+
+    def get_task_submitted_timestamp(self, task_id: str) -> float | None:
+        entry = self._tasks.get(task_id)
+        return None if entry is None else entry.submitted_at
+
+    # -- metrics source -----------------------------------------------------------------------------
+
+    @property
+    def task_queue_depth(self) -> int:
+        return self._queued
+
+    @property
+    def close_queue_depth(self) -> int:
+        return self._closers.depth
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _finish_locked(self, entry: _Entry, outcome: TaskExecutionResult) -> None:
+        """Record the outcome and schedule its expiry; the caller sets ``entry.done`` after unlocking."""
+        entry.outcome = outcome
+        entry.state = _State.FINISHED
+        if self._lifecycle is _Lifecycle.STARTED:
+            was_empty = not self._expiry
+            self._expiry.append((time.monotonic() + self._config.task_result_ttl_sec, entry))
+            if was_empty:
+                self._expiry_cond.notify()
+
+    def _run(self, entry: _Entry) -> None:
+        """A worker's job: run the task in the submitter's context and record how it ended."""
+        with self._lock:
+            if entry.state is not _State.QUEUED:  # cancelled while queued
+                return
+            entry.state = _State.RUNNING
+            self._queued -= 1
+            self._running += 1
+        metrics = self._metrics
+        assert metrics is not None  # set by start(), before any submit
+        task = entry.task
+        started = time.monotonic()
+        metrics.wait.observe(started - entry.submitted_mono)
+        try:
+            outcome = entry.context.run(execute_task, task)
+        except BaseException as e:  # execute_task handles everything; this keeps waiters from hanging
+            log.error("task_executor_failed", task_id=task.task_id, exc_info=e)
+            outcome = internal_failure(task)
+        finished = time.monotonic()
+        with self._lock:
+            self._running -= 1
+            late = entry.state is not _State.RUNNING  # stop() reported it cancelled already
+            if not late:
+                self._finish_locked(entry, outcome)
+        metrics.duration.observe(finished - started)
+        if late:
+            if outcome.result is not None:
+                close_quietly(task.task_id, outcome.result)
+            return
+        entry.done.set()
+        metrics.e2e_duration.observe(finished - entry.submitted_mono)
+        if outcome.cancelled:
+            metrics.cancelled.inc()
+        elif outcome.error is not None:
+            metrics.error.inc()
+        else:
+            metrics.completed.inc()
+
+    def _reap(self) -> None:
+        """The reaper thread: evict outcomes whose TTL passed, oldest first."""
+        while True:
+            expired: list[_Entry] = []
+            with self._expiry_cond:
+                while not expired:
+                    if self._lifecycle is not _Lifecycle.STARTED:
+                        return
+                    now = time.monotonic()
+                    while self._expiry and self._expiry[0][0] <= now:
+                        _, entry = self._expiry.popleft()
+                        task_id = entry.task.task_id
+                        # Skip outcomes already gone (closed, cancelled); identity guards against
+                        # a new task that reused the id.
+                        if self._tasks.get(task_id) is entry:
+                            del self._tasks[task_id]
+                            expired.append(entry)
+                    if not expired:
+                        self._expiry_cond.wait(self._expiry[0][0] - now if self._expiry else None)
+            for entry in expired:
+                self._close_outcome(entry)
+
+    def _close_outcome(self, entry: _Entry) -> None:
+        """Close an evicted outcome's result on the close threads (closing waits for readers)."""
+        outcome = entry.outcome
+        if outcome is None or outcome.result is None:
+            return
+        result = outcome.result
+        task_id = entry.task.task_id
+        if not self._closers.submit(lambda: close_quietly(task_id, result)):
+            close_quietly(task_id, result)  # the closers stopped: close here
+
+    def _count_cancelled(self, count: int) -> None:
+        if count and self._metrics is not None:
+            self._metrics.cancelled.inc(count)

@@ -1,0 +1,84 @@
+"""Streaming a task's result to a DoGet caller (what ``do_get_task_result`` does).
+
+The data of a result stays locked (see :meth:`FlightDataTaskResult.acquire_data`) for as long as
+the stream runs, and pyarrow streams *after* ``do_get`` returned. The one moment we learn that the
+stream is over -- sent in full, failed, or abandoned by a client that disconnected -- is the end of
+the call, so the lock is released by the call finalizer middleware, never by ``do_get`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pyarrow
+import pyarrow.flight
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY
+from gooddata_flight_server.tasks.executor import TaskExecutor
+from gooddata_flight_server.tasks.results import FlightDataTaskResult
+
+__all__ = ["task_result_stream"]
+
+
+def _invalid_ticket(task_id: str, why: str) -> pyarrow.flight.FlightServerError:
+    return ErrorInfo.for_reason(
+        ErrorCode.INVALID_TICKET, f"Invalid ticket for task '{task_id}': {why}."
+    ).to_server_error()
+
+
+def _released_at_end(batches: Iterable[Any], on_end: Callable[[], None]) -> Iterator[Any]:
+    """Fallback when there is no call finalizer: end of iteration, or the generator being dropped
+    by pyarrow when the client goes away, releases the data."""
+    try:
+        yield from batches
+    finally:
+        on_end()
+
+
+def task_result_stream(
+    context: pyarrow.flight.ServerCallContext, task_executor: TaskExecutor, task_id: str
+) -> pyarrow.flight.FlightDataStream:
+    """The FlightDataStream of a finished task's data, or the Flight error telling why there is none.
+
+    Waits for a task that is still running (the client holds a ticket, so the data will come).
+    Errors: unknown or expired task → INVALID_TICKET; the task failed → its own error; cancelled →
+    COMMAND_CANCELLED; single use data read already → COMMAND_RESULT_CONSUMED.
+    """
+    execution = task_executor.wait_for_result(task_id)
+    if execution is None:
+        raise _invalid_ticket(task_id, "the task does not exist or its result has expired")
+    if execution.error is not None:
+        raise execution.error.as_flight_error()
+    if execution.cancelled:
+        raise ErrorInfo.for_reason(
+            ErrorCode.COMMAND_CANCELLED, f"The task '{task_id}' was cancelled."
+        ).to_server_error()
+    result = execution.result
+    if not isinstance(result, FlightDataTaskResult):
+        raise _invalid_ticket(task_id, "the task did not produce Flight data")
+
+    lock, data = result.acquire_data()
+    single_use = result.single_use_data
+
+    def release(_: BaseException | None = None) -> None:
+        try:
+            lock.release()
+        finally:
+            if single_use:
+                result.close()
+
+    finalizer = context.get_middleware(CALL_FINALIZER_KEY)
+    if finalizer is None:
+        # Served outside GoodDataFlightServer (no middleware): tie the release to the iteration.
+        batches = data.to_batches() if isinstance(data, pyarrow.Table) else data
+        return pyarrow.flight.GeneratorStream(result.get_schema(), _released_at_end(batches, release))
+    try:
+        finalizer.register_on_end(release)
+    except BaseException:
+        release()
+        raise
+    if isinstance(data, (pyarrow.Table, pyarrow.RecordBatchReader)):
+        return pyarrow.flight.RecordBatchStream(data)
+    return pyarrow.flight.GeneratorStream(result.get_schema(), iter(data))

@@ -1,0 +1,270 @@
+"""The token middleware on its own: header parsing, each rejection, strategy errors, token_data."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pyarrow.flight as flight
+import pytest
+import structlog.testing
+
+from gooddata_flight_server.auth import middleware as auth_middleware
+from gooddata_flight_server.auth.middleware import (
+    AUTH_FAILURE_REASONS,
+    TokenAuthMiddleware,
+    TokenAuthMiddlewareFactory,
+)
+from gooddata_flight_server.auth.strategy import TokenVerificationStrategy
+from gooddata_flight_server.context import ServerContext
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.settings import AuthenticationMethod, OtelConfig, ServerConfig
+
+TOKEN = "s3cr3t-T0KEN-value"
+CALL = flight.CallInfo(flight.FlightMethod.DO_ACTION)
+
+CONFIG = ServerConfig(
+    listen_host="127.0.0.1",
+    listen_port=0,
+    advertise_host="127.0.0.1",
+    advertise_port=None,
+    use_tls=False,
+    use_mtls=False,
+    tls_cert_and_key=None,
+    tls_root_cert=None,
+    authentication_method=AuthenticationMethod.Token,
+    token_header_name=None,
+    token_verification=None,
+    task_threads=1,
+    task_close_threads=1,
+    task_result_ttl_sec=60.0,
+    task_queue_size=0,
+    metrics_host=None,
+    metrics_port=0,
+    health_check_host=None,
+    health_check_port=0,
+    malloc_trim_interval_sec=30.0,
+    log_event_key_name="event",
+    log_trace_keys={},
+    otel_config=OtelConfig(None, None, None, None, False),
+    shutdown_timeout_sec=1.0,
+)
+
+
+class Scripted(TokenVerificationStrategy):
+    """Answers according to the token: a dict for TOKEN, otherwise what ``outcomes`` says."""
+
+    def __init__(self, outcomes: dict[str, Any] | None = None) -> None:
+        self.outcomes = outcomes or {}
+        self.seen: list[tuple[Any, str]] = []
+
+    def verify(self, call_info: flight.CallInfo, token: str) -> Any:
+        self.seen.append((call_info, token))
+        outcome = self.outcomes.get(token, {"user": "alice"} if token == TOKEN else None)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None:
+            raise flight.FlightUnauthenticatedError("the token is not valid")
+        return None if outcome == "none" else outcome
+
+    @classmethod
+    def create(cls, ctx: ServerContext) -> Scripted:
+        return cls()
+
+
+def _factory(strategy: TokenVerificationStrategy, **config: Any) -> TokenAuthMiddlewareFactory:
+    factory = TokenAuthMiddlewareFactory(dataclasses.replace(CONFIG, **config))
+    factory._strategy = strategy  # what activate() does after loading; tested through real servers
+    return factory
+
+
+@pytest.fixture
+def failures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every reason passed to the on_auth_failure hook."""
+    seen: list[str] = []
+    monkeypatch.setattr(auth_middleware, "on_auth_failure", seen.append)
+    return seen
+
+
+def test_bearer_token_is_stripped_and_its_data_returned(failures: list[str]) -> None:
+    """'Bearer <token>' passes the stripped token and the CallInfo to verify; token_data is its result."""
+    strategy = Scripted()
+    result = _factory(strategy).start_call(CALL, {"authorization": [f"Bearer   {TOKEN}  "]})
+    assert isinstance(result, TokenAuthMiddleware)
+    assert result.token_data == {"user": "alice"}
+    assert strategy.seen == [(CALL, TOKEN)]
+    assert failures == []
+
+
+def test_none_from_verify_gives_token_data_none() -> None:
+    """A strategy returning None still authenticates the call, with token_data None."""
+    result = _factory(Scripted({"anonymous-ok": "none"})).start_call(
+        CALL, {"authorization": ["Bearer anonymous-ok"]}
+    )
+    assert result.token_data is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason", "message"),
+    [
+        ({}, "missing_token", "authentication required: send the token in the header 'authorization: Bearer"),
+        ({"authorization": []}, "missing_token", "authentication required"),
+        ({"authorization": [f"Bearer {TOKEN}", f"Bearer {TOKEN}"]}, "duplicate_header", "more than once"),
+        ({"authorization": [f"bearer {TOKEN}"]}, "wrong_scheme", "must have the form 'Bearer <token>'"),
+        ({"authorization": [f"Basic {TOKEN}"]}, "wrong_scheme", "must have the form 'Bearer <token>'"),
+        ({"authorization": [TOKEN]}, "wrong_scheme", "must have the form 'Bearer <token>'"),
+        ({"authorization": ["Bearer"]}, "empty_token", "is empty"),
+        ({"authorization": ["Bearer    "]}, "empty_token", "is empty"),
+        ({"authorization": ["Bearer wrong-token"]}, "invalid_token", "the token is not valid"),
+    ],
+)
+def test_each_rejection_is_unauthenticated_logged_and_counted(
+    failures: list[str], headers: dict[str, list[Any]], reason: str, message: str
+) -> None:
+    """Every way a call fails authentication raises UNAUTHENTICATED saying which, logs and counts it."""
+    with structlog.testing.capture_logs() as logs, pytest.raises(flight.FlightUnauthenticatedError) as caught:
+        _factory(Scripted()).start_call(CALL, headers)
+    assert message in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert failures == [reason]
+    assert reason in AUTH_FAILURE_REASONS
+    (event,) = logs
+    assert event["event"] == "auth_failed"
+    assert event["log_level"] == "warning"
+    assert event["reason"] == reason
+    assert event["rpc"] == "DO_ACTION"
+    assert TOKEN not in repr(event)
+
+
+def test_custom_header_takes_the_whole_stripped_value(failures: list[str]) -> None:
+    """With token_header_name the whole value is the token; the name is matched case-insensitively."""
+    factory = _factory(Scripted(), token_header_name="X-Api-Key")
+    assert factory.header_name == "x-api-key"
+    assert factory.start_call(CALL, {"x-api-key": [f"  {TOKEN} "]}).token_data == {"user": "alice"}
+    with pytest.raises(flight.FlightUnauthenticatedError, match="header 'x-api-key: <token>'"):
+        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    with pytest.raises(flight.FlightUnauthenticatedError, match="the token is not valid"):
+        factory.start_call(CALL, {"x-api-key": [f"Bearer {TOKEN}"]})  # no Bearer scheme here
+    assert failures == ["missing_token", "invalid_token"]
+
+
+def test_binary_header_values_are_decoded(failures: list[str]) -> None:
+    """A -bin header arrives as bytes: UTF-8 is accepted, anything else is a malformed header."""
+    factory = _factory(Scripted(), token_header_name="x-token-bin")
+    assert factory.start_call(CALL, {"x-token-bin": [TOKEN.encode()]}).token_data == {"user": "alice"}
+    with pytest.raises(flight.FlightUnauthenticatedError, match="not valid UTF-8"):
+        factory.start_call(CALL, {"x-token-bin": [b"\xff\xfe"]})
+    assert failures == ["malformed_header"]
+
+
+def test_forbidden_from_the_strategy_passes_through(failures: list[str]) -> None:
+    """A strategy's FlightUnauthorizedError reaches the client as is and counts as forbidden."""
+    strategy = Scripted({"reader-token": flight.FlightUnauthorizedError("read-only token may not write")})
+    with pytest.raises(flight.FlightUnauthorizedError, match="read-only token may not write"):
+        _factory(strategy).start_call(CALL, {"authorization": ["Bearer reader-token"]})
+    assert failures == ["forbidden"]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected_type", "expected_message"),
+    [
+        (
+            flight.FlightUnauthenticatedError(f"unknown token {TOKEN}"),
+            flight.FlightUnauthenticatedError,
+            "the token is not valid",
+        ),
+        (flight.FlightUnauthorizedError(f"{TOKEN} may not"), flight.FlightUnauthorizedError, "access denied"),
+        (
+            flight.FlightUnauthenticatedError("expired", f"token={TOKEN}".encode()),
+            flight.FlightUnauthenticatedError,
+            "the token is not valid",
+        ),
+    ],
+)
+def test_strategy_errors_quoting_the_token_are_replaced(
+    error: Exception, expected_type: type[Exception], expected_message: str
+) -> None:
+    """An error whose message or extra_info contains the token is replaced by a generic one."""
+    with pytest.raises(expected_type) as caught:
+        _factory(Scripted({TOKEN: error})).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    assert str(caught.value) == expected_message
+    assert TOKEN.encode() not in (getattr(caught.value, "extra_info", None) or b"")
+
+
+def test_other_flight_errors_from_the_strategy_pass_through(failures: list[str]) -> None:
+    """A strategy may answer e.g. UNAVAILABLE when its backend is down; it counts as strategy_error."""
+    strategy = Scripted({TOKEN: flight.FlightUnavailableError("token service is down")})
+    with pytest.raises(flight.FlightUnavailableError, match="token service is down"):
+        _factory(strategy).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    assert failures == ["strategy_error"]
+
+
+def test_unexpected_strategy_error_is_internal_with_a_reference_and_no_token(failures: list[str]) -> None:
+    """Any other exception: INTERNAL with a reference id; the log has the traceback, token redacted."""
+    strategy = Scripted({TOKEN: KeyError(f"no row for {TOKEN}")})
+    with structlog.testing.capture_logs() as logs, pytest.raises(flight.FlightInternalError) as caught:
+        _factory(strategy).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    info = ErrorInfo.from_pyarrow_error(caught.value)
+    assert info.code == ErrorCode.INTERNAL_ERROR
+    assert TOKEN not in str(caught.value)
+    assert "KeyError" not in str(caught.value)
+    (event,) = logs
+    assert event["log_level"] == "error"
+    assert event["reason"] == "strategy_error"
+    assert event["error_ref"] in info.msg
+    assert "KeyError: 'no row for <redacted>'" in event["exception"]
+    assert TOKEN not in repr(event)
+    assert failures == ["strategy_error"]
+
+
+def test_success_path_logs_nothing_and_reuses_the_empty_middleware(failures: list[str]) -> None:
+    """Accepted calls are not logged or counted; token_data None shares one middleware object."""
+    factory = _factory(Scripted({"anon": "none"}))
+    with structlog.testing.capture_logs() as logs:
+        first = factory.start_call(CALL, {"authorization": ["Bearer anon"]})
+        second = factory.start_call(CALL, {"authorization": ["Bearer anon"]})
+        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    assert first is second
+    assert logs == []
+    assert failures == []
+
+
+def test_calls_before_activation_are_refused_as_not_ready() -> None:
+    """Without an active strategy every call is UNAVAILABLE/NOT_READY, never let through."""
+    factory = TokenAuthMiddlewareFactory(CONFIG)
+    assert factory.strategy is None
+    with pytest.raises(flight.FlightUnavailableError) as caught:
+        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+    assert ErrorInfo.from_pyarrow_error(caught.value).code == ErrorCode.NOT_READY
+
+
+def test_activate_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """activate() creates the strategy once; a second activation is a programming error."""
+    created: list[ServerContext] = []
+
+    def fake_create(spec: str, ctx: ServerContext) -> TokenVerificationStrategy:
+        created.append(ctx)
+        return Scripted()
+
+    monkeypatch.setattr(auth_middleware, "create_strategy", fake_create)
+    factory = TokenAuthMiddlewareFactory(dataclasses.replace(CONFIG, token_verification="pkg.mod:Cls"))
+    ctx: Any = object()
+    strategy = factory.activate(ctx)
+    assert factory.strategy is strategy
+    with pytest.raises(RuntimeError, match="already active"):
+        factory.activate(ctx)
+    assert created == [ctx]
+
+
+def test_default_strategy_is_enumerated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With token_verification unset, activate() asks for EnumeratedTokenVerification."""
+    specs: list[str] = []
+
+    def fake_create(spec: str, ctx: ServerContext) -> TokenVerificationStrategy:
+        specs.append(spec)
+        return Scripted()
+
+    monkeypatch.setattr(auth_middleware, "create_strategy", fake_create)
+    ctx: Any = object()
+    TokenAuthMiddlewareFactory(CONFIG).activate(ctx)
+    assert specs == ["EnumeratedTokenVerification"]

@@ -1,0 +1,201 @@
+"""task_result_stream (do_get_task_result) without sockets: a fake call context and call finalizer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow
+import pyarrow.flight
+import pytest
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.tasks import (
+    DataLock,
+    FlightDataTaskResult,
+    ListFlightsTaskResult,
+    TaskError,
+    TaskExecutionResult,
+    TaskExecutor,
+    task_result_stream,
+)
+from gooddata_flight_server.tasks.stream import _released_at_end
+
+_TABLE = pyarrow.table({"col1": [1, 2, 3]})
+
+
+class CallFinalizer:
+    """Stands in for the server's call finalizer: runs what was registered when the test ends the call."""
+
+    def __init__(self) -> None:
+        self._on_end: list[Callable[[BaseException | None], None]] = []
+
+    def register_on_end(self, fun: Callable[[BaseException | None], None]) -> None:
+        self._on_end.append(fun)
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        for fun in self._on_end:
+            fun(exception)
+
+
+class _Context:
+    """Stands in for pyarrow's ServerCallContext: only get_middleware is used."""
+
+    def __init__(self, finalizer: CallFinalizer | None) -> None:
+        self.finalizer = finalizer
+
+    def get_middleware(self, key: str) -> object:
+        return self.finalizer if key == "call_finalizer" else None
+
+
+class _Executor(TaskExecutor):
+    """Answers wait_for_result from a dict; the rest is not used by the stream."""
+
+    def __init__(self, outcomes: dict[str, TaskExecutionResult]) -> None:
+        self.outcomes = outcomes
+
+    def submit(self, task: object) -> None:
+        raise AssertionError
+
+    def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
+        return self.outcomes.get(task_id)
+
+    def cancel(self, task_id: str) -> bool:
+        raise AssertionError
+
+    def close_result(self, task_id: str) -> bool:
+        raise AssertionError
+
+    def get_task_submitted_timestamp(self, task_id: str) -> float | None:
+        raise AssertionError
+
+
+@dataclass
+class _Recording(FlightDataTaskResult):
+    """A custom result that exposes its lock and counts closes."""
+
+    data: object
+    single_use: bool = False
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.closes = 0
+
+    def get_schema(self) -> pyarrow.Schema:
+        return _TABLE.schema
+
+    @property
+    def single_use_data(self) -> bool:
+        return self.single_use
+
+    def acquire_data(self) -> tuple[DataLock, object]:  # type: ignore[override]
+        self.lock.acquire()
+        return self.lock, self.data
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def _stream(outcome: TaskExecutionResult, finalizer: CallFinalizer | None) -> pyarrow.flight.FlightDataStream:
+    return task_result_stream(_Context(finalizer), _Executor({"t": outcome}), "t")  # type: ignore[arg-type]
+
+
+def _ok(result: FlightDataTaskResult | ListFlightsTaskResult) -> TaskExecutionResult:
+    return TaskExecutionResult("t", b"cmd", result, False, None)
+
+
+def _code_of(call: pytest.ExceptionInfo[pyarrow.flight.FlightError]) -> int:
+    return ErrorInfo.from_pyarrow_error(call.value).code
+
+
+def test_unknown_task_is_invalid_ticket() -> None:
+    """An unknown or expired task id is a FlightServerError with INVALID_TICKET."""
+    with pytest.raises(pyarrow.flight.FlightServerError) as e:
+        task_result_stream(_Context(CallFinalizer()), _Executor({}), "missing")  # type: ignore[arg-type]
+    assert _code_of(e) == ErrorCode.INVALID_TICKET
+
+
+def test_task_error_is_raised_as_its_flight_error() -> None:
+    """A failed task's DoGet raises the task's own Flight error."""
+    info = ErrorInfo.for_reason(ErrorCode.CUSTOM_START, "bad")
+    outcome = TaskExecutionResult("t", b"c", None, False, TaskError(info, pyarrow.flight.FlightTimedOutError))
+    with pytest.raises(pyarrow.flight.FlightTimedOutError) as e:
+        _stream(outcome, CallFinalizer())
+    assert ErrorInfo.from_pyarrow_error(e.value) == info
+
+
+def test_cancelled_task_is_command_cancelled() -> None:
+    """A cancelled task's DoGet is a FlightServerError with COMMAND_CANCELLED."""
+    with pytest.raises(pyarrow.flight.FlightServerError) as e:
+        _stream(TaskExecutionResult("t", b"c", None, True, None), CallFinalizer())
+    assert _code_of(e) == ErrorCode.COMMAND_CANCELLED
+
+
+def test_list_flights_result_is_invalid_ticket() -> None:
+    """A result that is not Flight data cannot be streamed."""
+    with pytest.raises(pyarrow.flight.FlightServerError) as e:
+        _stream(_ok(ListFlightsTaskResult([])), CallFinalizer())
+    assert _code_of(e) == ErrorCode.INVALID_TICKET
+
+
+def test_table_is_locked_until_call_ends() -> None:
+    """A Table streams as RecordBatchStream; its lock is held until the call ends, and it stays open."""
+    result = _Recording(_TABLE)
+    finalizer = CallFinalizer()
+    stream = _stream(_ok(result), finalizer)
+    assert isinstance(stream, pyarrow.flight.RecordBatchStream)
+    assert result.lock.locked()
+    finalizer.call_completed(None)
+    assert not result.lock.locked()
+    assert result.closes == 0
+
+
+def test_single_use_reader_is_closed_when_call_ends_even_on_error() -> None:
+    """Single use data is released and closed when the call ends, also when it ends with an error."""
+    reader = pyarrow.RecordBatchReader.from_batches(_TABLE.schema, _TABLE.to_batches())
+    result = _Recording(reader, single_use=True)
+    finalizer = CallFinalizer()
+    stream = _stream(_ok(result), finalizer)
+    assert isinstance(stream, pyarrow.flight.RecordBatchStream)
+    finalizer.call_completed(pyarrow.flight.FlightCancelledError("client went away"))
+    assert not result.lock.locked()
+    assert result.closes == 1
+
+
+def test_iterable_of_batches_streams_with_result_schema() -> None:
+    """An iterable of record batches streams as a GeneratorStream."""
+    result = _Recording(_TABLE.to_batches())
+    finalizer = CallFinalizer()
+    assert isinstance(_stream(_ok(result), finalizer), pyarrow.flight.GeneratorStream)
+    finalizer.call_completed(None)
+    assert not result.lock.locked()
+
+
+def test_built_in_reader_read_twice_is_consumed() -> None:
+    """The second DoGet of a RecordBatchReader result is COMMAND_RESULT_CONSUMED."""
+    result = FlightDataTaskResult.for_reader(
+        pyarrow.RecordBatchReader.from_batches(_TABLE.schema, _TABLE.to_batches())
+    )
+    finalizer = CallFinalizer()
+    _stream(_ok(result), finalizer)
+    finalizer.call_completed(None)
+    with pytest.raises(pyarrow.flight.FlightServerError) as e:
+        _stream(_ok(result), CallFinalizer())
+    assert _code_of(e) == ErrorCode.COMMAND_RESULT_CONSUMED
+
+
+def test_without_finalizer_release_is_tied_to_iteration() -> None:
+    """Served without the call finalizer, the data is released when iteration ends or is abandoned."""
+    result = _Recording(_TABLE, single_use=True)
+    assert isinstance(_stream(_ok(result), None), pyarrow.flight.GeneratorStream)
+    assert result.lock.locked()
+
+    released: list[int] = []
+    batches: Iterable[pyarrow.RecordBatch] = _TABLE.to_batches()
+    abandoned: Iterator[pyarrow.RecordBatch] = _released_at_end(batches, lambda: released.append(1))
+    next(abandoned)
+    abandoned.close()  # what dropping the generator does
+    assert released == [1]
+    assert list(_released_at_end(batches, lambda: released.append(2))) == batches
+    assert released == [1, 2]
