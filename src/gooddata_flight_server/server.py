@@ -33,6 +33,7 @@ from gooddata_flight_server.housekeeping import MemoryHousekeeping
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
 from gooddata_flight_server.observability.exposition import MetricsServer
 from gooddata_flight_server.observability.logging import configure_logging
+from gooddata_flight_server.observability.metrics import memory_metrics, rpc_metrics
 from gooddata_flight_server.observability.tracing import Tracing, TracingMiddlewareFactory
 from gooddata_flight_server.rpc.listener import FlightListener
 from gooddata_flight_server.rpc.middleware import (
@@ -145,7 +146,12 @@ class GoodDataFlightServer:
             if config.health_check_host
             else _Off()
         )
-        self._housekeeping = MemoryHousekeeping(config.malloc_trim_interval_sec)
+        memory = memory_metrics()
+        self._housekeeping = MemoryHousekeeping(
+            config.malloc_trim_interval_sec,
+            on_done=memory.malloc_trim.observe,
+            on_error=memory.malloc_trim_error.inc,
+        )
         # Order matters. pyarrow does not end the calls of middleware that started before a later
         # one rejected the call, so whatever must see every call end comes after everything that
         # may reject: the gate first, then authentication, then tracing, call info and the
@@ -159,8 +165,10 @@ class GoodDataFlightServer:
                 self._tracing, config.otel_config.extract_context
             )
         middleware[CALL_INFO_KEY] = CallInfoFactory()
-        middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight)
-        self._listener = FlightListener(config, middleware)
+        # per-call metrics cost a few microseconds a call: recorded only when they are served
+        self._rpc_metrics = rpc_metrics() if config.metrics_host else None
+        middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight, self._rpc_metrics)
+        self._listener = FlightListener(config, middleware, count_data=self._rpc_metrics is not None)
         self._drain_deadline: float | None = None
         self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None
@@ -329,6 +337,9 @@ class GoodDataFlightServer:
         self._start(stack, "task_executor", self._task_executor)
         self._start(stack, "housekeeping", self._housekeeping)
         self._start(stack, "flight", self._listener)
+        if self._rpc_metrics is not None:
+            self._rpc_metrics.state.track(self._in_flight)
+            stack.callback(self._rpc_metrics.state.untrack, self._in_flight)
         port = self._listener.port
         advertise_port = config.advertise_port or port
         if config.use_tls:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow
@@ -11,6 +11,7 @@ import pyarrow.flight
 import pytest
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.rpc import middleware
 from gooddata_flight_server.tasks import (
     DataLock,
     FlightDataTaskResult,
@@ -25,18 +26,13 @@ from gooddata_flight_server.tasks.stream import _released_at_end
 _TABLE = pyarrow.table({"col1": [1, 2, 3]})
 
 
-class CallFinalizer:
-    """Stands in for the server's call finalizer: runs what was registered when the test ends the call."""
+class CallFinalizer(middleware.CallFinalizer):
+    """The server's call finalizer, outside a server: the test ends the call by calling call_completed."""
 
     def __init__(self) -> None:
-        self._on_end: list[Callable[[BaseException | None], None]] = []
-
-    def register_on_end(self, fun: Callable[[BaseException | None], None]) -> None:
-        self._on_end.append(fun)
-
-    def call_completed(self, exception: BaseException | None) -> None:
-        for fun in self._on_end:
-            fun(exception)
+        in_flight = middleware.InFlightCalls()
+        in_flight.enter()
+        super().__init__(in_flight)
 
 
 class _Context:

@@ -24,6 +24,7 @@ import structlog
 from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy, create_strategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.metrics import auth_metrics
 from gooddata_flight_server.settings import ServerConfig
 
 __all__ = [
@@ -60,6 +61,7 @@ def on_auth_failure(reason: str) -> None:
     The hook where rejections are counted (the ``gdfs_auth_failures`` counter, labelled by reason).
     It runs on the RPC thread of the rejected call: keep it cheap and never let it raise.
     """
+    auth_metrics().failures.labels(reason).inc()
 
 
 class TokenAuthMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]

@@ -21,15 +21,31 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from prometheus_client import REGISTRY, Counter, Summary
+import pyarrow
+import pyarrow.flight
+from prometheus_client import REGISTRY, Counter, Histogram, Summary
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["QueueDepthSource", "TaskMetrics", "task_metrics"]
+__all__ = [
+    "RPC_METHODS",
+    "RPC_METHOD_NAMES",
+    "RPC_OUTCOMES",
+    "AuthMetrics",
+    "InFlightSource",
+    "MemoryMetrics",
+    "QueueDepthSource",
+    "RpcMetrics",
+    "TaskMetrics",
+    "auth_metrics",
+    "memory_metrics",
+    "rpc_metrics",
+    "task_metrics",
+]
 
 _T = TypeVar("_T")
 
@@ -134,3 +150,168 @@ class TaskMetrics:
 def task_metrics() -> TaskMetrics:
     """The process-wide task metrics, registered in ``prometheus_client.REGISTRY`` on first call."""
     return _once("tasks", TaskMetrics._create)
+
+
+RPC_METHOD_NAMES: Mapping[Any, str] = {
+    pyarrow.flight.FlightMethod.HANDSHAKE: "Handshake",
+    pyarrow.flight.FlightMethod.LIST_FLIGHTS: "ListFlights",
+    pyarrow.flight.FlightMethod.GET_FLIGHT_INFO: "GetFlightInfo",
+    pyarrow.flight.FlightMethod.GET_SCHEMA: "GetSchema",
+    pyarrow.flight.FlightMethod.DO_GET: "DoGet",
+    pyarrow.flight.FlightMethod.DO_PUT: "DoPut",
+    pyarrow.flight.FlightMethod.DO_ACTION: "DoAction",
+    pyarrow.flight.FlightMethod.LIST_ACTIONS: "ListActions",
+    pyarrow.flight.FlightMethod.DO_EXCHANGE: "DoExchange",
+}
+"""Flight method names as the Flight protocol spells them (span names, metric labels)."""
+RPC_METHODS = tuple(RPC_METHOD_NAMES.values())
+RPC_OUTCOMES = (
+    "ok",
+    "cancelled",  # the client went away (pyarrow reveals it for generator-backed streams)
+    "server_error",  # FlightServerError: an error the service sent back (bad argument, invalid ticket ...)
+    "unauthenticated",
+    "unauthorized",
+    "unavailable",
+    "timed_out",
+    "not_implemented",
+    "internal",
+    "error",  # anything else
+)
+
+# seconds; small calls on loopback take ~0.1-1 ms, task round trips and big streams much longer
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class InFlightSource(Protocol):
+    """What the in-flight collector asks a server at scrape time."""
+
+    @property
+    def count(self) -> int:
+        """Calls started and not yet ended."""
+        ...
+
+
+class _RpcStateCollector(Collector):
+    """``gdfs_rpc_in_flight`` (summed over live servers) and Arrow's default memory pool, at scrape time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: weakref.WeakSet[InFlightSource] = weakref.WeakSet()
+
+    def track(self, source: InFlightSource) -> None:
+        with self._lock:
+            self._sources.add(source)
+
+    def untrack(self, source: InFlightSource) -> None:
+        with self._lock:
+            self._sources.discard(source)
+
+    @staticmethod
+    def _families(in_flight: float, allocated: float, peak: float) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily("gdfs_rpc_in_flight", "Flight RPC calls started and not yet ended.", in_flight),
+            GaugeMetricFamily(
+                "gdfs_arrow_pool_allocated_bytes",
+                "Bytes allocated in Arrow's default memory pool.",
+                allocated,
+            ),
+            GaugeMetricFamily(
+                "gdfs_arrow_pool_peak_bytes", "Peak bytes allocated in Arrow's default memory pool.", peak
+            ),
+        ]
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return self._families(0, 0, 0)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        with self._lock:
+            sources = list(self._sources)
+        pool = pyarrow.default_memory_pool()
+        return self._families(sum(s.count for s in sources), pool.bytes_allocated(), pool.max_memory() or 0)
+
+
+@dataclass(frozen=True)
+class RpcMetrics:
+    """Per-call metrics, recorded once per call when it ends (see the call finalizer middleware).
+
+    Label children are resolved once here, so recording a call is a dict lookup and an increment,
+    not a label lookup under prometheus_client's lock.
+    """
+
+    requests: Mapping[tuple[str, str], Any]
+    latency: Mapping[str, Any]
+    sent_bytes: Mapping[str, Any]
+    sent_rows: Mapping[str, Any]
+    received_bytes: Mapping[str, Any]
+    received_rows: Mapping[str, Any]
+    state: _RpcStateCollector
+
+    @staticmethod
+    def _create() -> RpcMetrics:
+        requests = Counter(
+            "gdfs_rpc_requests", "Flight RPC calls by method and outcome.", ["method", "outcome"]
+        )
+        latency = Histogram(
+            "gdfs_rpc_duration_seconds",
+            "Flight RPC call duration by method, from the call's start to its end (streams included).",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+        )
+        sent_bytes = Counter("gdfs_rpc_sent_bytes", "Arrow data bytes sent to clients.", ["method"])
+        sent_rows = Counter("gdfs_rpc_sent_rows", "Arrow rows sent to clients.", ["method"])
+        received_bytes = Counter(
+            "gdfs_rpc_received_bytes", "Arrow data bytes received from clients.", ["method"]
+        )
+        received_rows = Counter("gdfs_rpc_received_rows", "Arrow rows received from clients.", ["method"])
+        state = _RpcStateCollector()
+        REGISTRY.register(state)
+        return RpcMetrics(
+            requests={(m, o): requests.labels(m, o) for m in RPC_METHODS for o in RPC_OUTCOMES},
+            latency={m: latency.labels(m) for m in RPC_METHODS},
+            sent_bytes={"DoGet": sent_bytes.labels("DoGet")},
+            sent_rows={"DoGet": sent_rows.labels("DoGet")},
+            received_bytes={m: received_bytes.labels(m) for m in ("DoPut", "DoExchange")},
+            received_rows={m: received_rows.labels(m) for m in ("DoPut", "DoExchange")},
+            state=state,
+        )
+
+
+def rpc_metrics() -> RpcMetrics:
+    """The process-wide RPC metrics, registered in ``prometheus_client.REGISTRY`` on first call."""
+    return _once("rpc", RpcMetrics._create)
+
+
+@dataclass(frozen=True)
+class AuthMetrics:
+    failures: Counter  # labelled by reason; rejections are the rare path, so labels() per call is fine
+
+    @staticmethod
+    def _create() -> AuthMetrics:
+        return AuthMetrics(
+            failures=Counter(
+                "gdfs_auth_failures", "Calls rejected by token authentication, by reason.", ["reason"]
+            )
+        )
+
+
+def auth_metrics() -> AuthMetrics:
+    return _once("auth", AuthMetrics._create)
+
+
+@dataclass(frozen=True)
+class MemoryMetrics:
+    malloc_trim: Summary
+    malloc_trim_error: Counter
+
+    @staticmethod
+    def _create() -> MemoryMetrics:
+        return MemoryMetrics(
+            malloc_trim=Summary(
+                "gdfs_malloc_trim", "Duration of memory housekeeping runs (malloc_trim + pool release)."
+            ),
+            malloc_trim_error=Counter("gdfs_malloc_trim_error", "Memory housekeeping runs that failed."),
+        )
+
+
+def memory_metrics() -> MemoryMetrics:
+    return _once("memory", MemoryMetrics._create)

@@ -33,23 +33,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 
+from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES
 from gooddata_flight_server.settings import OtelConfig, OtelExporterType
 
-__all__ = ["RPC_METHOD_NAMES", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
+__all__ = ["Tracing", "TracingMiddlewareFactory", "installed_switch"]
 
 log = structlog.get_logger(__name__)
 
-RPC_METHOD_NAMES: Mapping[Any, str] = {
-    pyarrow.flight.FlightMethod.HANDSHAKE: "Handshake",
-    pyarrow.flight.FlightMethod.LIST_FLIGHTS: "ListFlights",
-    pyarrow.flight.FlightMethod.GET_FLIGHT_INFO: "GetFlightInfo",
-    pyarrow.flight.FlightMethod.GET_SCHEMA: "GetSchema",
-    pyarrow.flight.FlightMethod.DO_GET: "DoGet",
-    pyarrow.flight.FlightMethod.DO_PUT: "DoPut",
-    pyarrow.flight.FlightMethod.DO_ACTION: "DoAction",
-    pyarrow.flight.FlightMethod.LIST_ACTIONS: "ListActions",
-    pyarrow.flight.FlightMethod.DO_EXCHANGE: "DoExchange",
-}
 _RPC_SERVICE = "arrow.flight.protocol.FlightService"
 
 # exporter type -> (module, class, extra that installs it)

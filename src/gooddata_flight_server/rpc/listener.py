@@ -42,14 +42,20 @@ def _bind_problem(config: ServerConfig, error: Exception) -> str:
             probe.bind(address)
     except OSError as bind_error:
         return bind_error.strerror or str(bind_error)
+    if config.use_tls:
+        return "the TLS certificate or private key was refused (does the key belong to the certificate?)"
     return str(error)
 
 
 class FlightListener:
     def __init__(
-        self, config: ServerConfig, middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory]
+        self,
+        config: ServerConfig,
+        middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory],
+        count_data: bool = False,
     ):
         self._config = config
+        self._count_data = count_data
         self._middleware = middleware
         self._service: FlightService | None = None
         self._drained = threading.Event()
@@ -70,6 +76,7 @@ class FlightListener:
                 tls_certificates=tls,
                 verify_client=config.use_mtls,
                 root_certificates=config.tls_root_cert if config.use_mtls else None,
+                count_data=self._count_data,
             )
         except Exception as e:
             raise OSError(

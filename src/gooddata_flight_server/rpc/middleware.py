@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES, RpcMetrics
 
 __all__ = [
     "CALL_FINALIZER_KEY",
@@ -130,22 +132,73 @@ class InFlightCalls:
         on_idle()
 
 
+def _outcome(exception: BaseException | None, cancelled: bool) -> str:
+    """The outcome label of a call: its error's kind, or ok/cancelled when it raised nothing."""
+    if exception is None:
+        return "cancelled" if cancelled else "ok"
+    for kind, label in _OUTCOME_OF_ERROR:
+        if isinstance(exception, kind):
+            return label
+    return "error"
+
+
+_OUTCOME_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
+    (pyarrow.flight.FlightCancelledError, "cancelled"),
+    (pyarrow.flight.FlightUnauthenticatedError, "unauthenticated"),
+    (pyarrow.flight.FlightUnauthorizedError, "unauthorized"),
+    (pyarrow.flight.FlightUnavailableError, "unavailable"),
+    (pyarrow.flight.FlightTimedOutError, "timed_out"),
+    (pyarrow.flight.FlightInternalError, "internal"),
+    (pyarrow.flight.FlightServerError, "server_error"),
+    (NotImplementedError, "not_implemented"),
+)
+
+
 class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
     """Runs registered functions when the call ends, however it ends (key ``"call_finalizer"``).
 
     A DoGet call ends when its stream has been sent, not when ``do_get`` returns; this is the place
     to release what the stream needed. Every function runs even if an earlier one fails.
+
+    It also closes the call's books: the in-flight count and, when metrics are on, the call's
+    outcome, duration and the Arrow data it moved (set by the RPC handlers through
+    :meth:`count_sent` and :meth:`count_received`).
     """
 
-    __slots__ = ("_in_flight", "_on_end")
+    __slots__ = (
+        "_in_flight",
+        "_method",
+        "_metrics",
+        "_on_end",
+        "_started",
+        "received",
+        "sent",
+        "server_context",
+    )
 
-    def __init__(self, in_flight: InFlightCalls) -> None:
+    def __init__(self, in_flight: InFlightCalls, metrics: RpcMetrics | None = None, method: str = "") -> None:
         super().__init__()
         self._in_flight = in_flight
+        self._metrics = metrics
+        self._method = method
+        self._started = time.perf_counter() if metrics is not None else 0.0
         self._on_end: list[OnEnd] = []
+        self.server_context: pyarrow.flight.ServerCallContext | None = None
+        self.sent: tuple[int, int] | None = None
+        self.received: tuple[int, int] | None = None
 
     def register_on_end(self, fun: OnEnd) -> None:
         self._on_end.append(fun)
+
+    def count_sent(self, rows: int, nbytes: int) -> None:
+        """Arrow data this call sent; recorded when the call ends."""
+        previous = self.sent or (0, 0)
+        self.sent = (previous[0] + rows, previous[1] + nbytes)
+
+    def count_received(self, rows: int, nbytes: int) -> None:
+        """Arrow data this call received; recorded when the call ends."""
+        previous = self.received or (0, 0)
+        self.received = (previous[0] + rows, previous[1] + nbytes)
 
     def call_completed(self, exception: BaseException | None) -> None:
         try:
@@ -154,17 +207,38 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
                     fun(exception)
                 except Exception:
                     log.exception("call_finalizer_failed", finalizer=getattr(fun, "__qualname__", repr(fun)))
+            if self._metrics is not None:
+                self._record(self._metrics, exception)
         finally:
+            self.server_context = None
             self._in_flight.exit()
+
+    def _record(self, metrics: RpcMetrics, exception: BaseException | None) -> None:
+        method = self._method
+        if method not in metrics.latency:
+            return
+        context = self.server_context
+        cancelled = exception is None and context is not None and context.is_cancelled()
+        metrics.requests[method, _outcome(exception, cancelled)].inc()
+        metrics.latency[method].observe(time.perf_counter() - self._started)
+        if self.sent is not None and method in metrics.sent_rows:
+            metrics.sent_rows[method].inc(self.sent[0])
+            metrics.sent_bytes[method].inc(self.sent[1])
+        if self.received is not None and method in metrics.received_rows:
+            metrics.received_rows[method].inc(self.received[0])
+            metrics.received_bytes[method].inc(self.received[1])
 
 
 class CallFinalizerFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Registered last, so that no later middleware can reject a call that was already counted."""
 
-    def __init__(self, in_flight: InFlightCalls) -> None:
+    def __init__(self, in_flight: InFlightCalls, metrics: RpcMetrics | None = None) -> None:
         super().__init__()
         self._in_flight = in_flight
+        self._metrics = metrics
 
     def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> CallFinalizer:
         self._in_flight.enter()
-        return CallFinalizer(self._in_flight)
+        if self._metrics is None:
+            return CallFinalizer(self._in_flight)
+        return CallFinalizer(self._in_flight, self._metrics, RPC_METHOD_NAMES.get(info.method, ""))

@@ -12,11 +12,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
 
+import pyarrow
 import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.methods import FlightServerMethods
+from gooddata_flight_server.rpc.counting import CountingReader, counted_reader
+from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinalizer
 
 __all__ = ["FlightService"]
 
@@ -52,6 +55,11 @@ def _guard_iter(method: str, items: Iterator[Any]) -> Iterator[Any]:
         _reject(method, e)
 
 
+def _counting(context: pyarrow.flight.ServerCallContext, reader: Any) -> Any:
+    finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
+    return reader if finalizer is None else CountingReader(reader, finalizer.count_received)
+
+
 class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
     """Binds on construction (pyarrow starts serving at once); ``methods`` is set once the factory ran.
 
@@ -65,6 +73,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         tls_certificates: list[tuple[bytes, bytes]] | None = None,
         verify_client: bool = False,
         root_certificates: bytes | None = None,
+        *,
+        count_data: bool = False,
     ) -> None:
         super().__init__(
             location,
@@ -74,6 +84,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             middleware=dict(middleware),
         )
         self.methods: FlightServerMethods = FlightServerMethods()
+        self._count_data = count_data
 
     def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
         try:
@@ -104,6 +115,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.FlightMetadataWriter,
     ) -> None:
+        if self._count_data:
+            reader = _counting(context, reader)
         try:
             self.methods.do_put(context, descriptor, reader, writer)
         except Exception as e:
@@ -113,9 +126,21 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
     ) -> pyarrow.flight.FlightDataStream:
         try:
-            return self.methods.do_get(context, ticket)
+            stream = self.methods.do_get(context, ticket)
         except Exception as e:
             _reject("DoGet", e)
+        finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
+        if finalizer is not None:
+            finalizer.server_context = context  # lets the call's end tell a client cancellation
+        if isinstance(stream, pyarrow.Table):
+            if finalizer is not None:
+                finalizer.count_sent(stream.num_rows, stream.nbytes)
+            return pyarrow.flight.RecordBatchStream(stream)
+        if isinstance(stream, pyarrow.RecordBatchReader):
+            if finalizer is not None and self._count_data:
+                stream = counted_reader(stream, finalizer.count_sent)
+            return pyarrow.flight.RecordBatchStream(stream)
+        return stream
 
     def do_exchange(
         self,
@@ -124,6 +149,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.MetadataRecordBatchWriter,
     ) -> None:
+        if self._count_data:
+            reader = _counting(context, reader)
         try:
             self.methods.do_exchange(context, descriptor, reader, writer)
         except Exception as e:

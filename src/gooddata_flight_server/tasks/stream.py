@@ -15,6 +15,7 @@ import pyarrow
 import pyarrow.flight
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.rpc.counting import counted_batches, counted_reader
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY
 from gooddata_flight_server.tasks.executor import TaskExecutor
 from gooddata_flight_server.tasks.results import FlightDataTaskResult
@@ -79,6 +80,10 @@ def task_result_stream(
     except BaseException:
         release()
         raise
-    if isinstance(data, (pyarrow.Table, pyarrow.RecordBatchReader)):
+    # count what is sent for the gdfs_rpc_sent_* metrics: tables from their metadata, streams per batch
+    if isinstance(data, pyarrow.Table):
+        finalizer.count_sent(data.num_rows, data.nbytes)
         return pyarrow.flight.RecordBatchStream(data)
-    return pyarrow.flight.GeneratorStream(result.get_schema(), iter(data))
+    if isinstance(data, pyarrow.RecordBatchReader):
+        return pyarrow.flight.RecordBatchStream(counted_reader(data, finalizer.count_sent))
+    return pyarrow.flight.GeneratorStream(result.get_schema(), counted_batches(data, finalizer.count_sent))
