@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import http
 import http.server
+import socket
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -77,6 +78,9 @@ class ServerHealthMonitor:
         self._ready = ready
 
 
+_POLL_INTERVAL_SEC = 0.05  # how soon serve_forever notices a shutdown request
+
+
 class _HealthHandler(http.server.BaseHTTPRequestHandler):
     """``GET /ready`` and ``GET /live``: 202 when healthy, 500 when not; anything else 404."""
 
@@ -104,6 +108,10 @@ class _HealthHandler(http.server.BaseHTTPRequestHandler):
         """Probes hit these endpoints every few seconds: keep them out of the logs."""
 
 
+class _HttpServer6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class HealthCheckServer:
     """The HTTP endpoint for Kubernetes probes, a lifecycle subsystem of the server."""
 
@@ -122,13 +130,16 @@ class HealthCheckServer:
     def start(self) -> None:
         handler = type("HealthHandler", (_HealthHandler,), {"monitor": self._monitor})
         try:
-            self._httpd = http.server.ThreadingHTTPServer((self._host, self._port), handler)
+            server_class = _HttpServer6 if ":" in self._host else http.server.ThreadingHTTPServer
+            self._httpd = server_class((self._host, self._port), handler)
         except OSError as e:
             raise OSError(
                 f"cannot bind the health check endpoint to {self._host}:{self._port}: {e.strerror}"
             ) from e
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="gdfs-health", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(_POLL_INTERVAL_SEC,), name="gdfs-health", daemon=True
+        )
         self._thread.start()
         log.info("health_check_listening", host=self._host, port=self.port)
 

@@ -168,7 +168,12 @@ class GoodDataFlightServer:
         # per-call metrics cost a few microseconds a call: recorded only when they are served
         self._rpc_metrics = rpc_metrics() if config.metrics_host else None
         middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight, self._rpc_metrics)
-        self._listener = FlightListener(config, middleware, count_data=self._rpc_metrics is not None)
+        self._listener = FlightListener(
+            config,
+            middleware,
+            count_data=self._rpc_metrics is not None,
+            span_key=_TRACING_KEY if self._tracing.enabled else None,
+        )
         self._drain_deadline: float | None = None
         self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None

@@ -6,7 +6,10 @@ Serving ``prometheus_client.REGISTRY`` (not a registry of our own) is what makes
 
 from __future__ import annotations
 
+import socket
+import socketserver
 import threading
+import wsgiref.simple_server
 from typing import Any
 
 import prometheus_client
@@ -15,6 +18,19 @@ import structlog
 __all__ = ["MetricsServer"]
 
 log = structlog.get_logger(__name__)
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes come every few seconds: keep them out of the logs."""
 
 
 class MetricsServer:

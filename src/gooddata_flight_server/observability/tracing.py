@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow.flight
 import structlog
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import (
@@ -36,7 +36,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES
 from gooddata_flight_server.settings import OtelConfig, OtelExporterType
 
-__all__ = ["Tracing", "TracingMiddlewareFactory", "installed_switch"]
+__all__ = ["SpanMiddleware", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +118,9 @@ def _create_exporter(exporter_type: OtelExporterType) -> Any:
             f"otel_exporter_type '{exporter_type.value}' needs its exporter package: "
             f"pip install 'gooddata-flight-server[{extra}]' ({e})"
         ) from e
+    if exporter_type is OtelExporterType.Console:
+        # the stdout of now, not the one of when the SDK was imported (they differ under capture)
+        return getattr(module, class_name)(out=sys.stdout)
     return getattr(module, class_name)()
 
 
@@ -196,29 +199,25 @@ _GETTER = _HeaderGetter()
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-class _SpanMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
-    __slots__ = ("_span", "_token")
+class SpanMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    """Holds the call's SERVER span (the RPC handler makes it current) and ends it with the call."""
 
-    def __init__(self, span: trace.Span, token: object) -> None:
+    __slots__ = ("span",)
+
+    def __init__(self, span: trace.Span) -> None:
         super().__init__()
-        self._span = span
-        self._token = token
+        self.span = span
 
     def call_completed(self, exception: BaseException | None) -> None:
-        span = self._span
+        span = self.span
         if exception is not None:
             span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
             span.set_attribute("error.type", type(exception).__name__)
         span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
 
 
 class TracingMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
-    """Starts a SERVER span per call and makes it current on the handler's thread.
-
-    pyarrow calls start_call, the handler and call_completed on the same thread, so attaching the
-    span's context here makes it the parent of spans the handler (and tasks it submits) create.
-    """
+    """Starts a SERVER span per call, continuing the caller's trace when asked to."""
 
     def __init__(self, tracing: Tracing, extract_context: bool) -> None:
         super().__init__()
@@ -228,7 +227,7 @@ class TracingMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type:
 
     def start_call(
         self, info: pyarrow.flight.CallInfo, headers: Mapping[str, Sequence[Any]]
-    ) -> _SpanMiddleware:
+    ) -> SpanMiddleware:
         tracer = self._tracer
         if tracer is None:
             tracer = self._tracer = self._tracing.tracer("gooddata_flight_server")
@@ -240,5 +239,4 @@ class TracingMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type:
             kind=trace.SpanKind.SERVER,
             attributes={"rpc.system": "apache_arrow_flight", "rpc.service": _RPC_SERVICE, "rpc.method": name},
         )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return _SpanMiddleware(span, token)
+        return SpanMiddleware(span)

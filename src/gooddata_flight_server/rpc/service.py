@@ -8,6 +8,7 @@ a server traceback (pyarrow would otherwise put the formatted traceback into the
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NoReturn
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 import pyarrow
 import pyarrow.flight
 import structlog
+from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.methods import FlightServerMethods
@@ -24,6 +26,9 @@ from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinali
 __all__ = ["FlightService"]
 
 log = structlog.get_logger(__name__)
+
+
+_NO_SPAN = contextlib.nullcontext()
 
 
 def _reject(method: str, error: Exception) -> NoReturn:
@@ -75,6 +80,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         root_certificates: bytes | None = None,
         *,
         count_data: bool = False,
+        span_key: str | None = None,
     ) -> None:
         super().__init__(
             location,
@@ -84,11 +90,27 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             middleware=dict(middleware),
         )
         self.methods: FlightServerMethods = FlightServerMethods()
+        self._span_key = span_key
         self._count_data = count_data
+
+    def _span(self, context: pyarrow.flight.ServerCallContext) -> contextlib.AbstractContextManager[Any]:
+        """Make the call's SERVER span current while the handler runs.
+
+        The tracing middleware cannot do it in ``start_call``: pyarrow enters Python on gRPC threads
+        with a fresh thread state per callback, so a context attached there is gone by the time the
+        handler runs.
+        """
+        if self._span_key is None:
+            return _NO_SPAN
+        middleware = context.get_middleware(self._span_key)
+        if middleware is None:
+            return _NO_SPAN
+        return trace.use_span(middleware.span, end_on_exit=False)
 
     def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
         try:
-            return _guarded("ListFlights", self.methods.list_flights(context, criteria))
+            with self._span(context):
+                return _guarded("ListFlights", self.methods.list_flights(context, criteria))
         except Exception as e:
             _reject("ListFlights", e)
 
@@ -96,7 +118,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.FlightInfo:
         try:
-            return self.methods.get_flight_info(context, descriptor)
+            with self._span(context):
+                return self.methods.get_flight_info(context, descriptor)
         except Exception as e:
             _reject("GetFlightInfo", e)
 
@@ -104,7 +127,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.SchemaResult:
         try:
-            return self.methods.get_schema(context, descriptor)
+            with self._span(context):
+                return self.methods.get_schema(context, descriptor)
         except Exception as e:
             _reject("GetSchema", e)
 
@@ -118,7 +142,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         if self._count_data:
             reader = _counting(context, reader)
         try:
-            self.methods.do_put(context, descriptor, reader, writer)
+            with self._span(context):
+                self.methods.do_put(context, descriptor, reader, writer)
         except Exception as e:
             _reject("DoPut", e)
 
@@ -126,7 +151,8 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
     ) -> pyarrow.flight.FlightDataStream:
         try:
-            stream = self.methods.do_get(context, ticket)
+            with self._span(context):
+                stream = self.methods.do_get(context, ticket)
         except Exception as e:
             _reject("DoGet", e)
         finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
@@ -152,13 +178,15 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         if self._count_data:
             reader = _counting(context, reader)
         try:
-            self.methods.do_exchange(context, descriptor, reader, writer)
+            with self._span(context):
+                self.methods.do_exchange(context, descriptor, reader, writer)
         except Exception as e:
             _reject("DoExchange", e)
 
     def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
         try:
-            return _guarded("ListActions", self.methods.list_actions(context))
+            with self._span(context):
+                return _guarded("ListActions", self.methods.list_actions(context))
         except Exception as e:
             _reject("ListActions", e)
 
@@ -166,6 +194,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
     ) -> Iterable[Any]:
         try:
-            return _guarded("DoAction", self.methods.do_action(context, action))
+            with self._span(context):
+                return _guarded("DoAction", self.methods.do_action(context, action))
         except Exception as e:
             _reject("DoAction", e)
