@@ -285,3 +285,11 @@ def test_metrics_off_by_default() -> None:
     with running_server(_Methods()) as server:
         assert server.metrics_url is None
         assert server.health_check_url is None
+
+
+def test_housekeeping_runs_with_the_server_and_stops_with_it() -> None:
+    """With a short interval the server's housekeeping runs (counted in gdfs_malloc_trim) and ends on stop."""
+    settings = {"server": {**_OPS["server"], "malloc_trim_interval_sec": 0.02}}
+    with running_server(_Methods(), settings) as server:
+        assert _wait_for(lambda: _value(_samples(server), "gdfs_malloc_trim_count") > 0)
+    assert not [t for t in threading.enumerate() if t.name == "gdfs-housekeeping"]
