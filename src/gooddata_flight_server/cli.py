@@ -14,6 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from gooddata_flight_server import __version__
 from gooddata_flight_server.loader import LoadError, load_methods_factory
@@ -89,21 +90,29 @@ def _start(args: argparse.Namespace) -> int:
         return _fail(EXIT_USAGE, _one_line(e), e, debug)
     server.start()
     try:
-        server.wait_for_start()
+        started = server.wait_for_start()
     except Exception as e:
         with contextlib.suppress(Exception):
             server.wait_for_stop()
         return _fail(
             EXIT_START_FAILED, f"the server failed to start: {type(e).__name__}: {_one_line(e)}", e, debug
         )
-    server.wait_for_stop()
+    if not started and server.aborted():
+        _exit_now(EXIT_FORCED)  # a second signal while starting: the server thread may be stuck in user code
+    stopped = server.wait_for_stop()
     code = EXIT_FORCED if server.aborted() else EXIT_OK
-    if not server.stopped_cleanly:
-        # calls still running past the drain deadline hold gRPC threads that would block a normal exit
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(code)
+    if not stopped or not server.stopped_cleanly:
+        # calls or user code still running past the drain deadline (or a forced stop) hold threads
+        # that would block a normal exit
+        _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    logging.shutdown()
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

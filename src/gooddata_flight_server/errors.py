@@ -71,6 +71,8 @@ class ErrorCode:
     def name(cls, code: int) -> str:
         """Human-readable name for logs and messages; retry flags are ignored so that the number
         shown is the one documented for the code."""
+        if code < 0:
+            return f"unknown ({code})"
         low = code & _CODE_MASK
         known = _CODE_NAMES.get(low)
         if known is not None:
@@ -105,10 +107,10 @@ _CODE_NAMES: Final[dict[int, str]] = {
 
 
 def _truncate(value: str, limit: int) -> str:
-    # The limit includes the suffix so the size of what goes into gRPC headers is a hard bound.
+    # the first `limit` characters are kept and the suffix says that more was cut off
     if len(value) <= limit:
         return value
-    return value[: limit - len(_TRUNCATED_SUFFIX)] + _TRUNCATED_SUFFIX
+    return value[:limit] + _TRUNCATED_SUFFIX
 
 
 def _b64encode(value: bytes | None) -> str | None:
@@ -224,10 +226,10 @@ class RetryInfo:
 class ErrorInfo:
     """Structured description of an error, carried to the client in ``FlightError.extra_info``.
 
-    Instances are immutable; the ``with_*`` methods return modified copies so an ErrorInfo can be
-    shared and refined safely. ``msg`` and ``detail`` are capped (see ``MAX_MSG_LEN`` and
-    ``MAX_DETAIL_LEN``, both including the ``" [truncated]"`` suffix) because the payload travels in
-    gRPC trailers, which are limited to 16 KiB in total. ``body`` is not capped: keep it small.
+    The ``with_*`` methods update the instance and return it, for call chaining. ``msg`` and
+    ``detail`` are capped at ``MAX_MSG_LEN`` and ``MAX_DETAIL_LEN`` characters (a longer value keeps
+    that many and gets a ``" [truncated]"`` suffix) because the payload travels in gRPC trailers,
+    which are limited to 16 KiB in total. ``body`` is not capped: keep it small.
     """
 
     MAX_MSG_LEN: Final = _MAX_MSG_LEN
@@ -340,36 +342,47 @@ class ErrorInfo:
         return ErrorInfo(msg=msg, body=body, code=code)
 
     @staticmethod
-    def bad_argument(msg: str) -> ErrorInfo:
-        return ErrorInfo(msg=msg, code=ErrorCode.BAD_ARGUMENT)
+    def bad_argument(msg: str) -> pyarrow.flight.FlightServerError:
+        """A ready-to-raise error for bad input from the client (code BAD_ARGUMENT)."""
+        return ErrorInfo(msg=msg, code=ErrorCode.BAD_ARGUMENT).to_user_error()
 
     @staticmethod
     def poll(
         flight_info: pyarrow.flight.FlightInfo | None = None,
         retry_descriptor: pyarrow.flight.FlightDescriptor | None = None,
         cancel_descriptor: pyarrow.flight.FlightDescriptor | None = None,
-    ) -> ErrorInfo:
-        """Tells the client the result is not ready yet; the body is a :class:`RetryInfo`
-        (read it back with ``RetryInfo.from_bytes(info.body)``)."""
+    ) -> pyarrow.flight.FlightTimedOutError:
+        """A ready-to-raise timeout telling the client the result is not ready yet (code POLL).
+
+        The ErrorInfo body is a :class:`RetryInfo`; read it back with
+        ``RetryInfo.from_bytes(ErrorInfo.from_pyarrow_error(e).body)``.
+        """
         return ErrorInfo(
             msg="Result is not ready yet; poll again.",
             body=RetryInfo(flight_info, retry_descriptor, cancel_descriptor).to_bytes(),
             code=ErrorCode.POLL,
-        )
+        ).to_timeout_error()
 
-    # -- copies -------------------------------------------------------------------------------------
+    # -- updates (return self for chaining) -----------------------------------------------------------
 
     def with_msg(self, msg: str) -> ErrorInfo:
-        return ErrorInfo(msg=msg, detail=self._detail, body=self._body, code=self._code)
+        self._msg = _truncate(msg, _MAX_MSG_LEN)
+        return self
 
     def with_detail(self, detail: str | None = None) -> ErrorInfo:
-        return ErrorInfo(msg=self._msg, detail=detail, body=self._body, code=self._code)
+        self._detail = None if detail is None else _truncate(detail, _MAX_DETAIL_LEN)
+        return self
 
     def with_body(self, body: bytes | None = None) -> ErrorInfo:
-        return ErrorInfo(msg=self._msg, detail=self._detail, body=body, code=self._code)
+        self._body = None if body is None else bytes(body)
+        return self
 
     def with_code(self, code: int) -> ErrorInfo:
-        return ErrorInfo(msg=self._msg, detail=self._detail, body=self._body, code=code)
+        self._code = code
+        return self
+
+    def copy(self) -> ErrorInfo:
+        return ErrorInfo(msg=self._msg, detail=self._detail, body=self._body, code=self._code)
 
     # -- Flight exceptions --------------------------------------------------------------------------
 
@@ -415,8 +428,7 @@ class ErrorInfo:
             and self._code == other._code
         )
 
-    def __hash__(self) -> int:
-        return hash((self._msg, self._detail, self._body, self._code))
+    __hash__ = None  # type: ignore[assignment]  # mutable through the with_* methods
 
     def __repr__(self) -> str:
         return (

@@ -57,6 +57,8 @@ _FORCE = b"f"  # stop at once, no drain
 _IDLE = b"i"  # no call is in flight any more
 _DRAINED = b"d"  # the Flight listener has shut down
 
+_TASK_GRACE_SEC = 5.0  # part of the drain deadline left to calls whose tasks were cancelled
+_SIGNAL_CHECK_SEC = 0.2  # how often a main thread waiting for the server looks for a forced stop
 _GATE_KEY = "_gdfs_gate"
 _TRACING_KEY = "_gdfs_tracing"
 
@@ -177,13 +179,15 @@ class GoodDataFlightServer:
         self._drain_deadline: float | None = None
         self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None
-        self._wakeup = _Wakeup()
+        self._wakeup: _Wakeup | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._stopped = threading.Event()
         self._startup_error: BaseException | None = None
         self._aborted = False
+        self._stop_requested = False
+        self._served = False
         self._signals: dict[int, Any] = {}
         self._signal_count = 0
 
@@ -225,6 +229,7 @@ class GoodDataFlightServer:
         with self._lock:
             if self._thread is not None or self._stopped.is_set():
                 raise RuntimeError("the server was already started; create a new one to start again")
+            self._wakeup = _Wakeup()
             self._thread = threading.Thread(target=self._run, name="gdfs-server", daemon=True)
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handlers()
@@ -249,15 +254,22 @@ class GoodDataFlightServer:
         return self._aborted
 
     def wait_for_start(self, timeout: float | None = None) -> bool:
-        """Wait until the server serves; re-raise the startup failure if it failed to start."""
-        started = self._started.wait(timeout)
+        """Wait until the server serves; re-raise the startup failure if it failed to start.
+
+        False on timeout, and when the server was stopped before it began to serve.
+        """
+        self._wait(self._started, timeout)
         if self._startup_error is not None:
             raise self._startup_error
-        return started
+        return self._served
 
     def wait_for_stop(self, timeout: float | None = None) -> bool:
-        """Wait until the server has stopped; re-raise the startup failure if it failed to start."""
-        stopped = self._stopped.wait(timeout)
+        """Wait until the server has stopped; re-raise the startup failure if it failed to start.
+
+        False on timeout, and when a forced stop (second signal) interrupted the wait on the main
+        thread before the server thread finished.
+        """
+        stopped = self._wait(self._stopped, timeout)
         if stopped and threading.current_thread() is threading.main_thread():
             self._restore_signal_handlers()
         if self._startup_error is not None:
@@ -268,9 +280,10 @@ class GoodDataFlightServer:
 
     def _request(self, what: bytes) -> None:
         with self._lock:
-            if self._thread is None:  # never started: there is nothing to stop
+            if self._wakeup is None:  # never started: there is nothing to stop
                 self._stopped.set()
                 return
+        self._stop_requested = True
         self._wakeup.post(what)
 
     def _install_signal_handlers(self) -> None:
@@ -280,18 +293,40 @@ class GoodDataFlightServer:
     def _restore_signal_handlers(self) -> None:
         signals, self._signals = self._signals, {}
         for signum, previous in signals.items():
-            signal.signal(signum, previous)
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopped.is_set():
-            previous = self._signals.get(signum)
-            if callable(previous):
-                previous(signum, frame)
+        if self._stopped.is_set() or self._wakeup is None:
+            # stopped, but nobody restored the handlers (wait_for_stop ran off the main thread):
+            # restore them now and deliver the signal to whoever had it before
+            self._restore_signal_handlers()
+            signal.raise_signal(signum)
             return
         self._signal_count += 1
         if self._signal_count > 1:
             self._aborted = True
+        self._stop_requested = True
         self._wakeup.post(_FORCE if self._signal_count > 1 else _STOP)
+
+    def _wait(self, event: threading.Event, timeout: float | None) -> bool:
+        """Wait for the event; on the main thread with our handlers, a forced stop ends the wait.
+
+        Signal handlers run on the main thread between short waits, so a second signal is seen even
+        while the server thread is stuck (say, in a slow methods factory).
+        """
+        if not self._signals or threading.current_thread() is not threading.main_thread():
+            return event.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = (
+                _SIGNAL_CHECK_SEC if deadline is None else min(_SIGNAL_CHECK_SEC, deadline - time.monotonic())
+            )
+            if step <= 0:
+                return event.is_set()
+            if event.wait(step):
+                return True
+            if self._aborted:
+                return False
 
     # -- the server thread ------------------------------------------------------------------------
 
@@ -302,14 +337,17 @@ class GoodDataFlightServer:
                     self._startup(stack)
                 except BaseException as e:
                     self._startup_error = e
-                    log.error("server_start_failed", error=f"{type(e).__name__}: {e}", exc_info=e)
+                    # the traceback only at debug level: the CLI prints the one-line error itself
+                    log.error("server_start_failed", error=f"{type(e).__name__}: {e}")
+                    log.debug("server_start_failed_traceback", exc_info=e)
                     return
                 self._serve_until_stopped()
                 log.info("server_stopping")
         finally:
             self._health.set_ready(False)
             self._started.set()
-            self._wakeup.close()
+            if self._wakeup is not None:
+                self._wakeup.close()
             self._stopped.set()
             if self._startup_error is None:
                 log.info("server_stopped", aborted=self._aborted)
@@ -361,7 +399,11 @@ class GoodDataFlightServer:
         if self._auth is not None:
             self._auth.activate(ctx)  # the strategy's create(ctx), once, before any call gets through
         self._listener.serve(self._create_methods(ctx))
+        if self._stop_requested:
+            log.info("server_start_cancelled", reason="a stop was requested while starting")
+            return
         self._gate.state = Availability.SERVING
+        self._served = True
         self._health.set_ready(True)
         self._started.set()
         log.info("server_started", location=self._location.uri.decode(), port=port)
@@ -379,26 +421,34 @@ class GoodDataFlightServer:
         return methods
 
     def _serve_until_stopped(self) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None, "started servers have a wake-up pipe"
         what = b""
         while what not in (_STOP, _FORCE):
-            what = self._wakeup.wait(None)
+            what = wakeup.wait(None)
         timeout = self._config.shutdown_timeout_sec
-        log.info(
-            "server_draining", forced=what == _FORCE, in_flight=self._in_flight.count, timeout_sec=timeout
-        )
+        in_flight = self._in_flight
+        log.info("server_draining", forced=what == _FORCE, in_flight=in_flight.count, timeout_sec=timeout)
         self._health.set_ready(False)
         self._gate.state = Availability.SHUTTING_DOWN
-        deadline = time.monotonic() + timeout
-        self._drain_deadline = deadline if what != _FORCE else time.monotonic()
+        now = time.monotonic()
+        deadline = now + timeout
+        self._drain_deadline = deadline if what != _FORCE else now
         if what != _FORCE:
-            self._in_flight.notify_when_idle(lambda: self._wakeup.post(_IDLE))
-            what = self._wait_for((_IDLE, _FORCE), deadline)
+            in_flight.notify_when_idle(lambda: wakeup.post(_IDLE))
+            # calls still running near the deadline may be waiting for tasks: cancel the tasks
+            # while there is time left for those calls to answer
+            what = self._wait_for(wakeup, (_IDLE, _FORCE), deadline - min(_TASK_GRACE_SEC, timeout / 4))
+            if what == b"":
+                log.info("drain_cancelling_tasks", in_flight=in_flight.count)
+                self._task_executor.stop()
+                what = self._wait_for(wakeup, (_IDLE, _FORCE), deadline)
         # with nothing in flight this is quick; past the deadline it waits for stuck calls in the background
-        self._listener.begin_drain(lambda: self._wakeup.post(_DRAINED))
+        self._listener.begin_drain(lambda: wakeup.post(_DRAINED))
         if what == _IDLE:
-            self._wait_for((_DRAINED, _FORCE), deadline)
-        if what == b"":
-            log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=self._in_flight.count)
+            self._wait_for(wakeup, (_DRAINED, _FORCE), deadline)
+        elif what == b"":
+            log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=in_flight.count)
 
     def _drain_time_left(self) -> float:
         """Seconds left of the drain deadline: what stopping subsystems may still wait for their work."""
@@ -406,10 +456,11 @@ class GoodDataFlightServer:
             return 0.0
         return max(0.0, self._drain_deadline - time.monotonic())
 
-    def _wait_for(self, wanted: tuple[bytes, ...], deadline: float) -> bytes:
+    @staticmethod
+    def _wait_for(wakeup: _Wakeup, wanted: tuple[bytes, ...], deadline: float) -> bytes:
         """The first of ``wanted`` posted before the deadline, or b"" when the deadline passed."""
         while (remaining := deadline - time.monotonic()) > 0:
-            what = self._wakeup.wait(remaining)
+            what = wakeup.wait(remaining)
             if what in wanted:
                 return what
         return b""
@@ -435,11 +486,15 @@ def create_server(
     config_files: Sequence[str | os.PathLike[str]] = (),
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = True,
+    *,
+    setup_logging: bool = True,
 ) -> GoodDataFlightServer:
     """Read the configuration (files, then environment), set up logging and build a server.
 
     Configuration is read afresh on every call, so a process may create many servers. Invalid
-    settings raise ``ConfigError`` listing every problem at once.
+    settings raise ``ConfigError`` listing every problem at once. Logging is process-wide: with
+    ``setup_logging=False`` the logging and structlog setup already in place is left alone (tests
+    capturing logs with ``caplog`` or ``structlog.testing`` want that).
     """
     if not isinstance(methods, FlightServerMethods) and not callable(methods):
         raise TypeError(
@@ -447,6 +502,8 @@ def create_server(
             f"got {type(methods).__name__}"
         )
     settings, config = load_settings(config_files)
+    if not setup_logging:
+        return GoodDataFlightServer(methods, settings, config)
     configure_logging(
         logging_config=logging_config,
         dev_log=dev_log,

@@ -66,6 +66,7 @@ def running_server(
     config_files: Sequence[str | os.PathLike[str]] = (),
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = False,
+    setup_logging: bool | None = None,
     start_timeout: float = 30.0,
     stop_timeout: float = 60.0,
 ) -> Iterator[GoodDataFlightServer]:
@@ -74,6 +75,9 @@ def running_server(
     ``settings`` is written as the last config file, so it wins over ``config_files``; the
     environment still overrides both, as in production. Unless ``settings["server"]`` says
     otherwise, the server listens on and advertises 127.0.0.1 with a free port.
+
+    Logging is configured only when ``logging_config`` is given (or ``setup_logging=True``), so
+    the test's own capture (``caplog``, ``structlog.testing.capture_logs``) keeps working.
     """
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
     merged["server"] = {**_LOOPBACK_DEFAULTS, **merged.get("server", {})}
@@ -82,7 +86,11 @@ def running_server(
         with open(path, "w", encoding="utf-8") as f:
             f.write(to_toml(merged))
         server = create_server(
-            methods, config_files=[*config_files, path], logging_config=logging_config, dev_log=dev_log
+            methods,
+            config_files=[*config_files, path],
+            logging_config=logging_config,
+            dev_log=dev_log,
+            setup_logging=logging_config is not None if setup_logging is None else setup_logging,
         )
         server.start()
         try:

@@ -81,7 +81,7 @@ class _Methods(gf.FlightServerMethods):
             self.entered.set()
             self.release.wait(30)
         if action.type == "fail":
-            raise gf.ErrorInfo.bad_argument("no such thing").to_user_error()
+            raise gf.ErrorInfo.bad_argument("no such thing")
         return [b"ok"]
 
 

@@ -173,3 +173,69 @@ def test_advertise_host_and_port_are_put_into_the_location() -> None:
         gf.FlightServerMethods(), {"server": {"advertise_host": "data.example.com", "advertise_port": 443}}
     ) as server:
         assert server.location.uri.decode() == "grpc+tcp://data.example.com:443"
+
+
+class _Streaming(gf.FlightServerMethods):
+    """Streams whose data source fails half-way, the way a broken cursor would."""
+
+    def __init__(self, ctx: gf.ServerContext) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def _failing_reader() -> pyarrow.RecordBatchReader:
+        schema = pyarrow.schema([("a", pyarrow.int64())])
+
+        def batches() -> Iterator[pyarrow.RecordBatch]:
+            yield pyarrow.record_batch({"a": [1, 2]})
+            raise RuntimeError("cursor died: password=secret-in-stream")
+
+        return pyarrow.RecordBatchReader.from_batches(schema, batches())
+
+    def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> Any:
+        if ticket.ticket == b"reader":
+            return self._failing_reader()
+        task_id = ticket.ticket.decode()
+        return self.do_get_task_result(context, self.ctx.task_executor, task_id)
+
+    def get_flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> Any:
+        reader = self._failing_reader()
+
+        class ReaderTask(gf.Task):
+            def run(self) -> gf.TaskResult | gf.TaskError:
+                return gf.FlightDataTaskResult.for_data(reader)
+
+        task = ReaderTask(descriptor.command)
+        self.ctx.task_executor.submit(task)
+        self.ctx.task_executor.wait_for_result(task.task_id)
+        endpoint = flight.FlightEndpoint(task.task_id.encode(), [self.ctx.location])
+        return flight.FlightInfo(reader.schema, descriptor, [endpoint], -1, -1)
+
+    def get_schema(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> Any:
+        raise gf.ErrorInfo.bad_argument("secret-schema-frame")
+
+
+@pytest.mark.parametrize("source", ["reader", "task"])
+def test_failure_while_streaming_reaches_client_as_internal(source: str, log_file: LogFile) -> None:
+    """A reader (returned by do_get or held by a task result) failing mid-stream gives INTERNAL, no trace."""
+    with running_server(_Streaming, logging_config=log_file.ini) as server, _client(server) as client:
+        if source == "reader":
+            ticket = flight.Ticket(b"reader")
+        else:
+            ticket = client.get_flight_info(flight.FlightDescriptor.for_command(b"q")).endpoints[0].ticket
+        with pytest.raises(flight.FlightInternalError) as caught:
+            client.do_get(ticket).read_all()
+    assert "secret-in-stream" not in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    info = gf.ErrorInfo.from_pyarrow_error(caught.value)
+    assert info.code == gf.ErrorCode.INTERNAL_ERROR
+    (logged,) = log_file.events("rpc_unexpected_error")
+    assert logged["error_ref"] in info.msg and "secret-in-stream" in logged["exception"]
+
+
+def test_get_schema_errors_lose_their_error_info_but_not_user_frames() -> None:
+    """pyarrow does not convert GetSchema's Flight errors (a known limitation): no user frame leaks."""
+    with running_server(_Streaming) as server, _client(server) as client:
+        with pytest.raises(pyarrow.ArrowException) as caught:
+            client.get_schema(flight.FlightDescriptor.for_command(b"x"))
+    assert "secret-schema-frame" in str(caught.value)
+    assert "test_rpc_edge.py" not in str(caught.value)

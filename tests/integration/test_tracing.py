@@ -35,7 +35,7 @@ class _Methods(gf.FlightServerMethods):
 
             structlog.get_logger("svc").info("working")
         if action.type == "fail":
-            raise gf.ErrorInfo.bad_argument("nope").to_user_error()
+            raise gf.ErrorInfo.bad_argument("nope")
         return [b"ok"]
 
     def get_flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> Any:

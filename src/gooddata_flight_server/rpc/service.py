@@ -1,26 +1,23 @@
 """The pyarrow Flight server that delegates to the user's methods through one error boundary.
 
-Every RPC goes gate → middleware → handler here → user method. The boundary lets Flight errors and
-``NotImplementedError`` through as they are and turns anything else into INTERNAL with an
-ErrorInfo carrying a reference id, logging the traceback once with the same id: clients never see
-a server traceback (pyarrow would otherwise put the formatted traceback into the status message).
+Every RPC goes gate → middleware → handler here → user method; every handler passes what its user
+method raised through :func:`gooddata_flight_server.rpc.boundary.reject`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NoReturn
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow
 import pyarrow.flight
 import structlog
 from opentelemetry import trace
 
-from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.methods import FlightServerMethods
-from gooddata_flight_server.rpc.counting import CountingReader, counted_reader
+from gooddata_flight_server.rpc.boundary import guarded, guarded_stream, reject
+from gooddata_flight_server.rpc.counting import CountingReader, counted_batches
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinalizer
 
 __all__ = ["FlightService"]
@@ -29,35 +26,6 @@ log = structlog.get_logger(__name__)
 
 
 _NO_SPAN = contextlib.nullcontext()
-
-
-def _reject(method: str, error: Exception) -> NoReturn:
-    """Re-raise what clients may see; replace anything else with INTERNAL and a reference id."""
-    if isinstance(error, pyarrow.flight.FlightError):
-        raise error
-    if isinstance(error, NotImplementedError):
-        # a fresh exception: the user's frames must not end up in the status pyarrow formats
-        raise NotImplementedError(str(error)) from None
-    ref = uuid.uuid4().hex
-    log.error("rpc_unexpected_error", rpc=method, error_ref=ref, exc_info=error)
-    raise ErrorInfo.for_reason(
-        ErrorCode.INTERNAL_ERROR,
-        f"{method} failed with an unexpected error on the server. Reference: {ref}",
-    ).to_internal_error() from None
-
-
-def _guarded(method: str, items: Iterable[Any]) -> Iterable[Any]:
-    """Keep the boundary around results that run user code while pyarrow iterates them."""
-    if isinstance(items, (list, tuple)):
-        return items
-    return _guard_iter(method, iter(items))
-
-
-def _guard_iter(method: str, items: Iterator[Any]) -> Iterator[Any]:
-    try:
-        yield from items
-    except Exception as e:
-        _reject(method, e)
 
 
 def _counting(context: pyarrow.flight.ServerCallContext, reader: Any) -> Any:
@@ -110,9 +78,9 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
     def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
         try:
             with self._span(context):
-                return _guarded("ListFlights", self.methods.list_flights(context, criteria))
+                return guarded("ListFlights", self.methods.list_flights(context, criteria))
         except Exception as e:
-            _reject("ListFlights", e)
+            reject("ListFlights", e)
 
     def get_flight_info(
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
@@ -121,7 +89,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             with self._span(context):
                 return self.methods.get_flight_info(context, descriptor)
         except Exception as e:
-            _reject("GetFlightInfo", e)
+            reject("GetFlightInfo", e)
 
     def get_schema(
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
@@ -129,8 +97,14 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         try:
             with self._span(context):
                 return self.methods.get_schema(context, descriptor)
+        except pyarrow.flight.FlightError as e:
+            # pyarrow's GetSchema callback, unlike the other RPCs', does not turn Flight errors into
+            # their status (the client gets an ArrowException whose text includes the traceback;
+            # see apache/arrow#43556): re-raise a fresh copy so at least no frame of the user's
+            # code is part of that text
+            raise type(e)(str(e), e.extra_info) from None
         except Exception as e:
-            _reject("GetSchema", e)
+            reject("GetSchema", e)
 
     def do_put(
         self,
@@ -145,7 +119,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             with self._span(context):
                 self.methods.do_put(context, descriptor, reader, writer)
         except Exception as e:
-            _reject("DoPut", e)
+            reject("DoPut", e)
 
     def do_get(
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
@@ -154,7 +128,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             with self._span(context):
                 stream = self.methods.do_get(context, ticket)
         except Exception as e:
-            _reject("DoGet", e)
+            reject("DoGet", e)
         finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
         if finalizer is not None:
             finalizer.server_context = context  # lets the call's end tell a client cancellation
@@ -163,9 +137,10 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
                 finalizer.count_sent(stream.num_rows, stream.nbytes)
             return pyarrow.flight.RecordBatchStream(stream)
         if isinstance(stream, pyarrow.RecordBatchReader):
+            batches: Any = stream
             if finalizer is not None and self._count_data:
-                stream = counted_reader(stream, finalizer.count_sent)
-            return pyarrow.flight.RecordBatchStream(stream)
+                batches = counted_batches(stream, finalizer.count_sent)
+            return guarded_stream(stream.schema, batches)
         return stream
 
     def do_exchange(
@@ -181,20 +156,20 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             with self._span(context):
                 self.methods.do_exchange(context, descriptor, reader, writer)
         except Exception as e:
-            _reject("DoExchange", e)
+            reject("DoExchange", e)
 
     def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
         try:
             with self._span(context):
-                return _guarded("ListActions", self.methods.list_actions(context))
+                return guarded("ListActions", self.methods.list_actions(context))
         except Exception as e:
-            _reject("ListActions", e)
+            reject("ListActions", e)
 
     def do_action(
         self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
     ) -> Iterable[Any]:
         try:
             with self._span(context):
-                return _guarded("DoAction", self.methods.do_action(context, action))
+                return guarded("DoAction", self.methods.do_action(context, action))
         except Exception as e:
-            _reject("DoAction", e)
+            reject("DoAction", e)

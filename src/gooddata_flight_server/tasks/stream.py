@@ -15,7 +15,8 @@ import pyarrow
 import pyarrow.flight
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.rpc.counting import counted_batches, counted_reader
+from gooddata_flight_server.rpc.boundary import guarded_stream
+from gooddata_flight_server.rpc.counting import counted_batches
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY
 from gooddata_flight_server.tasks.executor import TaskExecutor
 from gooddata_flight_server.tasks.results import FlightDataTaskResult
@@ -84,6 +85,6 @@ def task_result_stream(
     if isinstance(data, pyarrow.Table):
         finalizer.count_sent(data.num_rows, data.nbytes)
         return pyarrow.flight.RecordBatchStream(data)
-    if isinstance(data, pyarrow.RecordBatchReader):
-        return pyarrow.flight.RecordBatchStream(counted_reader(data, finalizer.count_sent))
-    return pyarrow.flight.GeneratorStream(result.get_schema(), counted_batches(data, finalizer.count_sent))
+    # a reader or iterable runs code (a cursor, a generator) while it streams: keep it behind the boundary
+    schema = data.schema if isinstance(data, pyarrow.RecordBatchReader) else result.get_schema()
+    return guarded_stream(schema, counted_batches(data, finalizer.count_sent))

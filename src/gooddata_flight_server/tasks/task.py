@@ -86,7 +86,7 @@ class TaskError:
         """
         info = self._error_info
         if not self._client_error and info.detail is not None:
-            info = info.with_detail(None)
+            info = info.copy().with_detail(None)
         return info.to_flight_error(self._error_factory)
 
     def __repr__(self) -> str:

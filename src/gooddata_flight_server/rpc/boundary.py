@@ -1,0 +1,63 @@
+"""The error boundary: what reaches a client when server-side code fails.
+
+Flight errors and ``NotImplementedError`` pass as they are. Anything else becomes INTERNAL with an
+ErrorInfo carrying a reference id, and the traceback is logged once under the same id: clients
+never see a server traceback (pyarrow would otherwise format it into the status message).
+
+The boundary also covers data streams the server builds: pyarrow pulls their batches after the
+handler returned, so a failure while streaming needs the same treatment. Streams a user builds
+as ``pyarrow.flight.GeneratorStream`` keep pyarrow's own handling: pyarrow does not expose their
+source, so it cannot be guarded from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, NoReturn
+
+import pyarrow
+import pyarrow.flight
+import structlog
+
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+
+__all__ = ["guarded", "guarded_stream", "reject"]
+
+log = structlog.get_logger(__name__)
+
+
+def reject(method: str, error: Exception) -> NoReturn:
+    """Re-raise what clients may see; replace anything else with INTERNAL and a reference id."""
+    if isinstance(error, pyarrow.flight.FlightError):
+        raise error
+    if isinstance(error, NotImplementedError):
+        # a fresh exception: the user's frames must not end up in the status pyarrow formats
+        raise NotImplementedError(str(error)) from None
+    ref = uuid.uuid4().hex
+    log.error("rpc_unexpected_error", rpc=method, error_ref=ref, exc_info=error)
+    raise ErrorInfo.for_reason(
+        ErrorCode.INTERNAL_ERROR,
+        f"{method} failed with an unexpected error on the server. Reference: {ref}",
+    ).to_internal_error() from None
+
+
+def guarded(method: str, items: Iterable[Any]) -> Iterable[Any]:
+    """Keep the boundary around results that run code while pyarrow iterates them."""
+    if isinstance(items, (list, tuple)):
+        return items
+    return _guard_iter(method, iter(items))
+
+
+def _guard_iter(method: str, items: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from items
+    except Exception as e:
+        reject(method, e)
+
+
+def guarded_stream(
+    schema: pyarrow.Schema, batches: Iterable[Any], method: str = "DoGet"
+) -> pyarrow.flight.FlightDataStream:
+    """A stream of batches (a RecordBatchReader, or any iterable of batches) behind the boundary."""
+    return pyarrow.flight.GeneratorStream(schema, _guard_iter(method, iter(batches)))
