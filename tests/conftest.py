@@ -50,6 +50,14 @@ class LogFile:
         return [line for line in self.lines() if line.get("event") == name]
 
 
+@pytest.fixture(autouse=True)
+def _no_server_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings a developer exported (GOODDATA_FLIGHT_*) must not change what the tests see."""
+    for name in list(os.environ):
+        if name.startswith("GOODDATA_FLIGHT_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def log_file(tmp_path: Path) -> LogFile:
     return LogFile(tmp_path)

@@ -115,6 +115,12 @@ def _url_host(host: str | None) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def reachable_without_auth(config: ServerConfig) -> bool:
+    """True when anyone on the network may call the server: no auth, no mTLS, not loopback only."""
+    unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not config.use_mtls
+    return unauthenticated and not _is_loopback(config.listen_host)
+
+
 def _is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True
@@ -309,10 +315,10 @@ class GoodDataFlightServer:
         self._wakeup.post(_FORCE if self._signal_count > 1 else _STOP)
 
     def _wait(self, event: threading.Event, timeout: float | None) -> bool:
-        """Wait for the event; on the main thread with our handlers, a forced stop ends the wait.
+        """Wait for the event; on the main thread with our handlers, a forced stop during startup ends it.
 
         Signal handlers run on the main thread between short waits, so a second signal is seen even
-        while the server thread is stuck (say, in a slow methods factory).
+        while the server thread is stuck in startup (say, in a slow methods factory) and cannot stop.
         """
         if not self._signals or threading.current_thread() is not threading.main_thread():
             return event.wait(timeout)
@@ -325,8 +331,8 @@ class GoodDataFlightServer:
                 return event.is_set()
             if event.wait(step):
                 return True
-            if self._aborted:
-                return False
+            if self._aborted and not self._started.is_set():
+                return False  # forced while startup is stuck in user code: nothing will end the wait
 
     # -- the server thread ------------------------------------------------------------------------
 
@@ -366,8 +372,7 @@ class GoodDataFlightServer:
     def _startup(self, stack: contextlib.ExitStack) -> None:
         config = self._config
         log.info("server_starting", config=_loggable(config))
-        unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not config.use_mtls
-        if unauthenticated and not _is_loopback(config.listen_host):
+        if reachable_without_auth(config):
             log.warning(
                 "insecure_bind",
                 listen_host=config.listen_host,

@@ -199,8 +199,15 @@ def load_settings(config_files: Sequence[str | os.PathLike[str]] = ()) -> tuple[
         # Dynaconf loads lazily; this access reads the environment and applies value tokens.
         raw_section = settings.get(SERVER_SECTION)
     except Exception as e:  # Dynaconf raises assorted types for a bad @token (parse, format, type errors)
-        message = f"cannot load settings (check Dynaconf @tokens in files and {ENV_PREFIX}_* variables)"
-        raise ConfigError([f"{message}: {type(e).__name__}: {e}"]) from e
+        # the exception's text may quote a value, and values may be secrets: name the suspects only
+        suspects = sorted(
+            k for k, v in os.environ.items() if k.startswith(f"{ENV_PREFIX}_") and v.lstrip()[:1] == "@"
+        )
+        where = f"; variables with @tokens: {', '.join(suspects)}" if suspects else ""
+        message = (
+            f"cannot load settings ({type(e).__name__}): check Dynaconf @tokens in files and variables{where}"
+        )
+        raise ConfigError([message]) from None
     section = _plain_section(raw_section, problems)
     config = _server_config(section, problems)
     if problems:

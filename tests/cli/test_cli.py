@@ -326,3 +326,61 @@ def _quiet_ini(tmp_path: Path) -> Path:
         "[logger_root]\nlevel=CRITICAL\nhandlers=null\n\n[handler_null]\nclass=NullHandler\nargs=()\n"
     )
     return path
+
+
+SLOW_FACTORY = """
+import time
+import structlog
+import gooddata_flight_server as gf
+
+
+@gf.flight_server_methods
+def factory(ctx):
+    structlog.get_logger("svc").info("factory_started")
+    time.sleep(float(ctx.settings.get("svc.delay", 30)))
+    return gf.FlightServerMethods()
+"""
+
+
+def test_second_signal_during_startup_exits_at_once(
+    tmp_path: Path, spawn: Callable[..., ServerProcess]
+) -> None:
+    """Two signals while the methods factory is still running end the process at once with exit 1."""
+    _write(tmp_path, "svc", SLOW_FACTORY)
+    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(free_port()))
+    proc.wait_for_event("factory_started")
+    proc.signal(signal.SIGTERM)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 1
+    assert not any('"server_started"' in line for line in proc.stderr_lines)
+
+
+def test_one_signal_during_startup_stops_without_serving(
+    tmp_path: Path, spawn: Callable[..., ServerProcess]
+) -> None:
+    """A single signal during startup lets the factory finish, never opens the gate, and exits 0."""
+    _write(tmp_path, "svc", SLOW_FACTORY)
+    proc = spawn(
+        [*CLI, "start", "--methods-provider", "svc"],
+        cwd=tmp_path,
+        env=_env(free_port(), GOODDATA_FLIGHT_SVC__DELAY="1"),
+    )
+    proc.wait_for_event("factory_started")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    proc.wait_for_event("server_start_cancelled")
+    assert not any('"server_started"' in line for line in proc.stderr_lines)
+
+
+def test_start_failure_with_default_logging_prints_no_traceback(tmp_path: Path) -> None:
+    """With the shipped logging config a failing factory still gives no traceback without --debug."""
+    _write(
+        tmp_path,
+        "svc",
+        "import gooddata_flight_server as gf\n"
+        "@gf.flight_server_methods\ndef f(ctx):\n    raise OSError('no data dir')\n",
+    )
+    result = run_cli(["start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(free_port()))
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert "gooddata-flight-server: error: the server failed to start: OSError: no data dir" in result.stderr

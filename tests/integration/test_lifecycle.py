@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,136 @@ def test_create_server_rejects_what_is_not_methods() -> None:
     """create_server refuses an argument that is neither methods nor a factory."""
     with pytest.raises(TypeError, match="FlightServerMethods or a factory"):
         gf.create_server("not methods", dev_log=False)  # type: ignore[arg-type]
+
+
+def test_handlers_restore_themselves_when_stopped_off_the_main_thread() -> None:
+    """After wait_for_stop off the main thread, the next signal restores and reaches the previous handler."""
+    received: list[int] = []
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        server = gf.create_server(
+            gf.FlightServerMethods(), config_files=(), dev_log=False, setup_logging=False
+        )
+        server.start()
+        assert server.wait_for_start(10)
+        stopper = threading.Thread(target=lambda: (server.stop(), server.wait_for_stop(30)))
+        stopper.start()
+        stopper.join(30)
+        signal.raise_signal(signal.SIGTERM)
+        assert received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is not server._on_signal
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+class _TaskWaiting(gf.FlightServerMethods):
+    """GetFlightInfo waits for a task that runs until it is cancelled."""
+
+    def __init__(self, ctx: gf.ServerContext) -> None:
+        self.ctx = ctx
+        self.task_started = threading.Event()
+
+    def get_flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> Any:
+        started = self.task_started
+
+        class UntilCancelled(gf.Task):
+            def __init__(self, cmd: bytes) -> None:
+                super().__init__(cmd)
+                self.cancelled_event = threading.Event()
+
+            def on_task_cancel(self) -> None:
+                self.cancelled_event.set()
+
+            def run(self) -> gf.TaskResult | gf.TaskError:
+                started.set()
+                self.cancelled_event.wait(60)
+                self.check_cancelled()
+                raise AssertionError("not reached")
+
+        task = UntilCancelled(descriptor.command)
+        self.ctx.task_executor.submit(task)
+        result = self.ctx.task_executor.wait_for_result(task.task_id)
+        assert result is not None and result.cancelled
+        raise gf.ErrorInfo.for_reason(gf.ErrorCode.COMMAND_CANCELLED, "cancelled").to_server_error()
+
+
+def test_drain_cancels_tasks_before_the_deadline_so_waiting_calls_answer() -> None:
+    """Calls waiting on running tasks get COMMAND_CANCELLED before the drain deadline; the stop is clean."""
+    outcome: list[Any] = []
+    with running_server(_TaskWaiting, {"server": {"shutdown_timeout_sec": 2}}) as server:
+        client = flight.FlightClient(server.location)
+
+        def call() -> None:
+            try:
+                client.get_flight_info(flight.FlightDescriptor.for_command(b"long"))
+            except flight.FlightError as e:
+                outcome.append(e)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert _wait_until_task_started(server)
+        server.stop()
+        assert server.wait_for_stop(10)
+        caller.join(10)
+        client.close()
+    assert server.stopped_cleanly
+    assert len(outcome) == 1
+    assert _error_code(outcome[0]) == gf.ErrorCode.COMMAND_CANCELLED
+
+
+def _wait_until_task_started(server: gf.GoodDataFlightServer) -> bool:
+    executor = server.task_executor
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the task runs on the server's executor; poll its gauge
+        if getattr(executor, "_running", 0) >= 1:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_servers_never_started_hold_no_file_descriptors() -> None:
+    """Creating and stopping servers that never started leaks no file descriptors."""
+    import os
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        server = gf.create_server(gf.FlightServerMethods(), dev_log=False, setup_logging=False)
+        server.stop()
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+def test_running_server_leaves_the_callers_log_capture_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """running_server without a logging config keeps pytest's caplog and structlog.testing working."""
+    import logging
+
+    import structlog
+
+    with structlog.testing.capture_logs() as events:
+        with running_server(gf.FlightServerMethods()):
+            logging.getLogger("test.during").warning("during the server")
+    logging.getLogger("test.after").warning("after the server")
+    assert "during the server" in caplog.text and "after the server" in caplog.text
+    assert "server_started" in [e["event"] for e in events]
+
+
+@pytest.mark.parametrize(
+    ("server", "warns"),
+    [
+        ({"listen_host": "0.0.0.0"}, True),
+        ({"listen_host": "10.1.2.3"}, True),
+        ({"listen_host": "::"}, True),
+        ({"listen_host": "127.0.0.1"}, False),
+        ({"listen_host": "localhost"}, False),
+        ({"listen_host": "::1"}, False),
+        ({"listen_host": "0.0.0.0", "authentication_method": "token"}, False),
+    ],
+)
+def test_insecure_bind_warning_decision(tmp_path: Path, server: dict[str, Any], warns: bool) -> None:
+    """The insecure-bind warning fires for non-loopback interfaces without authentication only."""
+    from gooddata_flight_server.server import reachable_without_auth
+    from gooddata_flight_server.settings import load_settings
+
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml({"server": server, "enumerated_tokens": {"tokens": ["t"]}}))
+    _, config = load_settings([path])
+    assert reachable_without_auth(config) is warns

@@ -23,6 +23,8 @@ __all__ = ["FlightListener", "listen_uri"]
 
 log = structlog.get_logger(__name__)
 
+_SETTLE_SEC = 0.5
+
 
 def _host_for_uri(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -123,7 +125,7 @@ class FlightListener:
             # stopped without a drain (startup failed half-way): nothing is in flight yet
             self.begin_drain(lambda: None)
             self._drained.wait()
-        if not self._drained.is_set():
+        if not self._drained.wait(_SETTLE_SEC):  # a forced stop with nothing in flight settles at once
             log.warning(
                 "flight_calls_abandoned", reason="in-flight calls did not finish before the drain deadline"
             )

@@ -275,11 +275,16 @@ class ThreadTaskExecutor(TaskExecutor):
         if not entry.task.cancel():
             return False
         with self._lock:
-            dequeued = entry.state is _State.QUEUED
+            state: _State = entry.state  # it may have finished since the check above
+            finished = state is _State.FINISHED
+            dequeued = state is _State.QUEUED
             if dequeued:
                 # The worker that takes the job from the pool will skip it; it never runs.
                 self._queued -= 1
                 self._finish_locked(entry, cancelled_outcome(entry.task))
+        if finished:
+            self.close_result(task_id)
+            return True
         if dequeued:
             entry.done.set()
             self._count_cancelled(1)
