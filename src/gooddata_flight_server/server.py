@@ -196,6 +196,7 @@ class GoodDataFlightServer:
         self._served = False
         self._signals: dict[int, Any] = {}
         self._signal_count = 0
+        self._signals_logged = 0
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -324,6 +325,9 @@ class GoodDataFlightServer:
             return event.wait(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._signal_count != self._signals_logged:  # logged here: handlers only flip flags
+                self._signals_logged = self._signal_count
+                log.info("signal_received", count=self._signal_count, forced=self._aborted)
             step = (
                 _SIGNAL_CHECK_SEC if deadline is None else min(_SIGNAL_CHECK_SEC, deadline - time.monotonic())
             )

@@ -350,6 +350,7 @@ def test_second_signal_during_startup_exits_at_once(
     proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(free_port()))
     proc.wait_for_event("factory_started")
     proc.signal(signal.SIGTERM)
+    proc.wait_for_event("signal_received")  # two signals sent at once would be delivered as one
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 1
     assert not any('"server_started"' in line for line in proc.stderr_lines)
