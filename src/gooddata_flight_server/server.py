@@ -10,22 +10,20 @@ wake-up pipe; the server thread does the work.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
-import ipaddress
 import os
-import select
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any, Protocol
 
 import pyarrow.flight
 import structlog
 
+from gooddata_flight_server._derived import loggable, reachable_without_auth, url_host
 from gooddata_flight_server._version import __version__
+from gooddata_flight_server._wakeup import DRAINED, FORCE, IDLE, STOP, Wakeup
 from gooddata_flight_server.auth.middleware import AUTH_TOKEN_KEY, TokenAuthMiddlewareFactory
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.health import HealthCheckServer, ServerHealthMonitor
@@ -52,10 +50,6 @@ __all__ = ["GoodDataFlightServer", "create_server"]
 
 log = structlog.get_logger(__name__)
 
-_STOP = b"s"  # graceful stop requested
-_FORCE = b"f"  # stop at once, no drain
-_IDLE = b"i"  # no call is in flight any more
-_DRAINED = b"d"  # the Flight listener has shut down
 
 _TASK_GRACE_SEC = 5.0  # part of the drain deadline left to calls whose tasks were cancelled
 _SIGNAL_CHECK_SEC = 0.2  # how often a main thread waiting for the server looks for a forced stop
@@ -81,53 +75,6 @@ class _Off:
 
     def stop(self) -> None:
         pass
-
-
-class _Wakeup:
-    """A self-pipe: writing a byte is async-signal-safe, so signal handlers can use it."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._w, False)
-        self._closed = False
-
-    def post(self, what: bytes) -> None:
-        if self._closed:  # the fd number may already belong to another file
-            return
-        with contextlib.suppress(OSError):  # full: a stop is pending anyway
-            os.write(self._w, what)
-
-    def wait(self, timeout: float | None) -> bytes:
-        """The next byte posted, or b"" on timeout."""
-        ready, _, _ = select.select([self._r], [], [], timeout)
-        return os.read(self._r, 1) if ready else b""
-
-    def close(self) -> None:
-        self._closed = True
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _url_host(host: str | None) -> str:
-    if not host or host in ("0.0.0.0", "::"):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def reachable_without_auth(config: ServerConfig) -> bool:
-    """True when anyone on the network may call the server: no auth, no mTLS, not loopback only."""
-    unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not config.use_mtls
-    return unauthenticated and not _is_loopback(config.listen_host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class GoodDataFlightServer:
@@ -185,7 +132,7 @@ class GoodDataFlightServer:
         self._drain_deadline: float | None = None
         self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None
-        self._wakeup: _Wakeup | None = None
+        self._wakeup: Wakeup | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -219,13 +166,13 @@ class GoodDataFlightServer:
     def health_check_url(self) -> str | None:
         """Base URL of the /ready and /live endpoints once started, None when they are off."""
         port = self._health_http.port if self._started.is_set() else None
-        return None if port is None else f"http://{_url_host(self._config.health_check_host)}:{port}"
+        return None if port is None else f"http://{url_host(self._config.health_check_host)}:{port}"
 
     @property
     def metrics_url(self) -> str | None:
         """URL of the Prometheus endpoint once started, None when it is off."""
         port = self._metrics_http.port if self._started.is_set() else None
-        return None if port is None else f"http://{_url_host(self._config.metrics_host)}:{port}/metrics"
+        return None if port is None else f"http://{url_host(self._config.metrics_host)}:{port}/metrics"
 
     @property
     def task_executor(self) -> TaskExecutor:
@@ -236,7 +183,7 @@ class GoodDataFlightServer:
         with self._lock:
             if self._thread is not None or self._stopped.is_set():
                 raise RuntimeError("the server was already started; create a new one to start again")
-            self._wakeup = _Wakeup()
+            self._wakeup = Wakeup()
             self._thread = threading.Thread(target=self._run, name="gdfs-server", daemon=True)
         if threading.current_thread() is threading.main_thread():
             self._install_signal_handlers()
@@ -244,12 +191,12 @@ class GoodDataFlightServer:
 
     def stop(self) -> None:
         """Begin a graceful stop: drain in-flight calls, then stop everything. Does not block."""
-        self._request(_STOP)
+        self._request(STOP)
 
     def abort(self) -> None:
         """Stop at once, without waiting for in-flight calls."""
         self._aborted = True
-        self._request(_FORCE)
+        self._request(FORCE)
 
     @property
     def stopped_cleanly(self) -> bool:
@@ -313,7 +260,7 @@ class GoodDataFlightServer:
         if self._signal_count > 1:
             self._aborted = True
         self._stop_requested = True
-        self._wakeup.post(_FORCE if self._signal_count > 1 else _STOP)
+        self._wakeup.post(FORCE if self._signal_count > 1 else STOP)
 
     def _wait(self, event: threading.Event, timeout: float | None) -> bool:
         """Wait for the event; on the main thread with our handlers, a forced stop during startup ends it.
@@ -375,7 +322,7 @@ class GoodDataFlightServer:
 
     def _startup(self, stack: contextlib.ExitStack) -> None:
         config = self._config
-        log.info("server_starting", config=_loggable(config))
+        log.info("server_starting", config=loggable(config))
         if reachable_without_auth(config):
             log.warning(
                 "insecure_bind",
@@ -433,29 +380,29 @@ class GoodDataFlightServer:
         wakeup = self._wakeup
         assert wakeup is not None, "started servers have a wake-up pipe"
         what = b""
-        while what not in (_STOP, _FORCE):
+        while what not in (STOP, FORCE):
             what = wakeup.wait(None)
         timeout = self._config.shutdown_timeout_sec
         in_flight = self._in_flight
-        log.info("server_draining", forced=what == _FORCE, in_flight=in_flight.count, timeout_sec=timeout)
+        log.info("server_draining", forced=what == FORCE, in_flight=in_flight.count, timeout_sec=timeout)
         self._health.set_ready(False)
         self._gate.state = Availability.SHUTTING_DOWN
         now = time.monotonic()
         deadline = now + timeout
-        self._drain_deadline = deadline if what != _FORCE else now
-        if what != _FORCE:
-            in_flight.notify_when_idle(lambda: wakeup.post(_IDLE))
+        self._drain_deadline = deadline if what != FORCE else now
+        if what != FORCE:
+            in_flight.notify_when_idle(lambda: wakeup.post(IDLE))
             # calls still running near the deadline may be waiting for tasks: cancel the tasks
             # while there is time left for those calls to answer
-            what = self._wait_for(wakeup, (_IDLE, _FORCE), deadline - min(_TASK_GRACE_SEC, timeout / 4))
+            what = wakeup.wait_for((IDLE, FORCE), deadline - min(_TASK_GRACE_SEC, timeout / 4))
             if what == b"":
                 log.info("drain_cancelling_tasks", in_flight=in_flight.count)
                 self._task_executor.stop()
-                what = self._wait_for(wakeup, (_IDLE, _FORCE), deadline)
+                what = wakeup.wait_for((IDLE, FORCE), deadline)
         # with nothing in flight this is quick; past the deadline it waits for stuck calls in the background
-        self._listener.begin_drain(lambda: wakeup.post(_DRAINED))
-        if what == _IDLE:
-            self._wait_for(wakeup, (_DRAINED, _FORCE), deadline)
+        self._listener.begin_drain(lambda: wakeup.post(DRAINED))
+        if what == IDLE:
+            wakeup.wait_for((DRAINED, FORCE), deadline)
         elif what == b"":
             log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=in_flight.count)
 
@@ -464,30 +411,6 @@ class GoodDataFlightServer:
         if self._drain_deadline is None or self._aborted:
             return 0.0
         return max(0.0, self._drain_deadline - time.monotonic())
-
-    @staticmethod
-    def _wait_for(wakeup: _Wakeup, wanted: tuple[bytes, ...], deadline: float) -> bytes:
-        """The first of ``wanted`` posted before the deadline, or b"" when the deadline passed."""
-        while (remaining := deadline - time.monotonic()) > 0:
-            what = wakeup.wait(remaining)
-            if what in wanted:
-                return what
-        return b""
-
-
-def _loggable(config: ServerConfig) -> dict[str, Any]:
-    masked = config.without_tls()
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return dict(value)
-        if isinstance(value, enum.Enum):
-            return value.value
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {k: plain(v) for k, v in vars(value).items()}
-        return value
-
-    return {key: plain(value) for key, value in vars(masked).items()}
 
 
 def create_server(
