@@ -4,18 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run demo test lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,jwt]'
+	$(BIN)/pip install --quiet -e '.[dev,jwt,examples]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
+# The SQL data service example (examples/sql_service) on 127.0.0.1:17001, health checks on :8877,
+# metrics on :17101; Ctrl+C stops it gracefully.
 run: $(STAMP)
-	cd examples && ../$(BIN)/gooddata-flight-server start --methods-provider my_service.main --dev-log
+	cd examples && ../$(BIN)/gooddata-flight-server start --methods-provider sql_service.main \
+		--config sql_service/config.toml --dev-log
+
+# A scripted client against a freshly started SQL service on free ports; stops it at the end.
+demo: $(STAMP)
+	$(BIN)/python examples/demo_client.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests examples

@@ -1,0 +1,296 @@
+"""The Flight RPC methods of the SQL data service.
+
+- ListFlights: one FlightInfo per table (schema, row count, a path descriptor naming the table).
+  ``criteria``, when given, is a table name prefix.
+- GetFlightInfo: the descriptor is a SQL SELECT (command) or a table name (path). The query runs as
+  a task on the server's task executor; the FlightInfo's endpoint carries the task id as its ticket
+  and this server's advertised location, so with several replicas the client comes back to the one
+  that holds the result.
+- DoGet: streams a task's result (once; unread results are dropped after ``task_result_ttl_sec``).
+- GetSchema: the schema of a table or of a query's result, without running the query.
+- DoPut: the descriptor path names a table; the uploaded stream creates it, or is appended to it if
+  the columns match. Answers with JSON metadata describing what was stored.
+- DoAction: ``cancel`` (body: a task id), ``list-tables`` and ``list-queries``, each answering JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import pyarrow
+import pyarrow.flight
+import structlog
+
+import gooddata_flight_server as gf
+
+from .config import SqlServiceConfig
+from .database import Database, quote_identifier
+from .errors import ClientError
+from .metrics import service_metrics
+from .query import QueryTask
+
+__all__ = ["SqlServiceMethods"]
+
+log = structlog.get_logger("sql_service")
+
+_TASK_ID = re.compile(r"[0-9a-f]{32}")
+_CLIENT_CHECK_SEC = 0.25
+"""How often a GetFlightInfo waiting for its query checks that its client is still there."""
+_LOGGED_SQL_CHARS = 200
+
+ACTIONS: tuple[tuple[str, str], ...] = (
+    ("cancel", "Cancel a running query, or drop an unread result. Body: the task id (the ticket)."),
+    ("list-tables", "The tables with their row counts and columns, as JSON."),
+    ("list-queries", "The queries that are queued or running, with their task ids, as JSON."),
+)
+
+
+@contextlib.contextmanager
+def _client_errors() -> Iterator[None]:
+    """Send a refused request to the client as BAD_ARGUMENT with its ErrorInfo."""
+    try:
+        yield
+    except ClientError as e:
+        raise e.info.to_user_error() from None
+
+
+def _json_result(value: Any) -> pyarrow.flight.Result:
+    return pyarrow.flight.Result(orjson.dumps(value))
+
+
+def _short(sql: str) -> str:
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= _LOGGED_SQL_CHARS else sql[: _LOGGED_SQL_CHARS - 3] + "..."
+
+
+class SqlServiceMethods(gf.FlightServerMethods):
+    def __init__(self, ctx: gf.ServerContext, config: SqlServiceConfig, database: Database) -> None:
+        self._ctx = ctx
+        self._config = config
+        self._database = database
+        self._metrics = service_metrics()
+        self._queries: dict[str, QueryTask] = {}
+        self._queries_lock = threading.Lock()
+
+    # -- discovery --------------------------------------------------------------------------------
+
+    def list_flights(
+        self, context: pyarrow.flight.ServerCallContext, criteria: bytes
+    ) -> Iterable[pyarrow.flight.FlightInfo]:
+        with _client_errors():
+            try:
+                prefix = criteria.decode("utf-8") if criteria else ""
+            except UnicodeDecodeError:
+                raise ClientError("ListFlights criteria must be a UTF-8 table name prefix.") from None
+            tables = self._database.tables(prefix)
+        return [
+            pyarrow.flight.FlightInfo(
+                schema=table.schema,
+                descriptor=pyarrow.flight.FlightDescriptor.for_path(table.name),
+                endpoints=[],  # GetFlightInfo with this descriptor runs the query that reads the table
+                total_records=table.num_rows,
+                total_bytes=-1,
+            )
+            for table in tables
+        ]
+
+    def get_schema(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.SchemaResult:
+        with _client_errors():
+            sql = self._sql_for(descriptor)
+            return pyarrow.flight.SchemaResult(self._database.query_schema(sql))
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def get_flight_info(
+        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
+    ) -> pyarrow.flight.FlightInfo:
+        with _client_errors():
+            sql = self._sql_for(descriptor)
+        cmd = (
+            descriptor.command
+            if descriptor.descriptor_type == pyarrow.flight.DescriptorType.CMD
+            else sql.encode()
+        )
+        task = QueryTask(self._database, sql, cmd, self._config.batch_size, self._config.query_timeout_sec)
+        log.info("query_submitted", task_id=task.task_id, sql=_short(sql))
+        execution = self._run(context, task)
+        return self._flight_info(descriptor, execution)
+
+    def do_get(
+        self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
+    ) -> pyarrow.flight.FlightDataStream:
+        task_id = ticket.ticket.decode("utf-8", errors="replace")
+        return self.do_get_task_result(context, self._ctx.task_executor, task_id)
+
+    def _sql_for(self, descriptor: pyarrow.flight.FlightDescriptor) -> str:
+        """The query a descriptor asks for: its command, or reading the table its path names."""
+        if descriptor.descriptor_type == pyarrow.flight.DescriptorType.PATH:
+            table = self._database.resolve_table(self._table_for(descriptor))
+            return f"SELECT * FROM {quote_identifier(table)}"
+        try:
+            sql = bytes(descriptor.command).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientError("The command must be a SQL query in UTF-8.") from None
+        self._database.check_query(sql)
+        return sql
+
+    @staticmethod
+    def _table_for(descriptor: pyarrow.flight.FlightDescriptor) -> str:
+        path = descriptor.path if descriptor.descriptor_type == pyarrow.flight.DescriptorType.PATH else None
+        if not path or len(path) != 1:
+            raise ClientError(
+                "Name one table in the descriptor's path, e.g. FlightDescriptor.for_path('sales')."
+            )
+        try:
+            return bytes(path[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientError("The table name must be UTF-8.") from None
+
+    def _run(self, context: pyarrow.flight.ServerCallContext, task: QueryTask) -> gf.TaskExecutionResult:
+        """Run the task and wait for it; cancel it if the client goes away (or its deadline passes)."""
+        executor = self._ctx.task_executor
+        with self._queries_lock:
+            self._queries[task.task_id] = task
+        try:
+            executor.submit(task)
+            while True:
+                try:
+                    execution = executor.wait_for_result(task.task_id, timeout=_CLIENT_CHECK_SEC)
+                except gf.TaskWaitTimeoutError:
+                    if context.is_cancelled():
+                        executor.cancel(task.task_id)
+                        self._count("cancelled")
+                        log.info("query_abandoned", task_id=task.task_id, reason="the client went away")
+                        raise gf.ErrorInfo.for_reason(
+                            gf.ErrorCode.COMMAND_CANCELLED,
+                            f"The query was cancelled because its caller went away (task {task.task_id}).",
+                        ).to_cancelled_error() from None
+                    continue
+                if execution is None:  # a concurrent `cancel` action dropped the finished result
+                    return gf.TaskExecutionResult(task.task_id, task.cmd, None, cancelled=True, error=None)
+                return execution
+        finally:
+            with self._queries_lock:
+                self._queries.pop(task.task_id, None)
+
+    def _flight_info(
+        self, descriptor: pyarrow.flight.FlightDescriptor, execution: gf.TaskExecutionResult
+    ) -> pyarrow.flight.FlightInfo:
+        task_id = execution.task_id
+        if execution.error is not None:
+            info = execution.error.error_info
+            self._count(_outcome(info.code))
+            log.info("query_failed", task_id=task_id, code=gf.ErrorCode.name(info.code), error=info.msg)
+            raise execution.error.to_client_error()
+        if execution.cancelled:
+            self._count("cancelled")
+            log.info("query_cancelled", task_id=task_id)
+            raise gf.ErrorInfo.for_reason(
+                gf.ErrorCode.COMMAND_CANCELLED, f"The query was cancelled (task {task_id})."
+            ).to_server_error()
+        result = execution.result
+        if not isinstance(result, gf.FlightDataTaskResult):  # QueryTask returns Flight data only
+            raise TypeError(f"query task {task_id} returned {type(result).__name__}")
+        self._count("ok")
+        log.info("query_finished", task_id=task_id)
+        return pyarrow.flight.FlightInfo(
+            schema=result.get_schema(),
+            descriptor=descriptor,
+            endpoints=[
+                pyarrow.flight.FlightEndpoint(
+                    ticket=pyarrow.flight.Ticket(task_id.encode()), locations=[self._ctx.location]
+                )
+            ],
+            total_records=-1,
+            total_bytes=-1,
+        )
+
+    def _count(self, outcome: str) -> None:
+        self._metrics.queries.labels(outcome=outcome).inc()
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def do_put(
+        self,
+        context: pyarrow.flight.ServerCallContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        reader: pyarrow.flight.MetadataRecordBatchReader,
+        writer: pyarrow.flight.FlightMetadataWriter,
+    ) -> None:
+        with _client_errors():
+            table = self._table_for(descriptor)
+            result = self._database.load(table, reader.to_reader())
+        self._metrics.rows_loaded.inc(result.rows_loaded)
+        log.info("table_loaded", **dataclasses.asdict(result))
+        writer.write(pyarrow.py_buffer(orjson.dumps(dataclasses.asdict(result))))
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[pyarrow.flight.ActionType]:
+        return [pyarrow.flight.ActionType(name, description) for name, description in ACTIONS]
+
+    def do_action(
+        self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
+    ) -> Iterable[pyarrow.flight.Result]:
+        with _client_errors():
+            if action.type == "cancel":
+                return [_json_result(self._cancel(action.body.to_pybytes()))]
+            if action.type == "list-tables":
+                return [_json_result(self._list_tables())]
+            if action.type == "list-queries":
+                return [_json_result(self._list_queries())]
+            names = ", ".join(name for name, _ in ACTIONS)
+            raise ClientError(f"Unknown action '{action.type}'. Actions: {names}.")
+
+    def _cancel(self, body: bytes) -> dict[str, Any]:
+        task_id = body.decode("utf-8", errors="replace").strip()
+        if not _TASK_ID.fullmatch(task_id):
+            raise ClientError("The body of 'cancel' must be a task id: the 32 hex digits of a ticket.")
+        executor = self._ctx.task_executor
+        known = executor.get_task_submitted_timestamp(task_id) is not None
+        cancelled = executor.cancel(task_id)
+        log.info("query_cancel_requested", task_id=task_id, known=known, cancelled=cancelled)
+        return {"task_id": task_id, "known": known, "cancelled": known and cancelled}
+
+    def _list_tables(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": table.name,
+                "num_rows": table.num_rows,
+                "columns": [{"name": field.name, "type": str(field.type)} for field in table.schema],
+            }
+            for table in self._database.tables()
+        ]
+
+    def _list_queries(self) -> list[dict[str, Any]]:
+        with self._queries_lock:
+            tasks = list(self._queries.values())
+        now = time.time()
+        return [
+            {
+                "task_id": task.task_id,
+                "state": task.state.value,
+                "sql": _short(task.sql),
+                "seconds": round(now - task.submitted_at, 3),
+            }
+            for task in sorted(tasks, key=lambda t: t.submitted_at)
+        ]
+
+
+def _outcome(code: int) -> str:
+    if code == gf.ErrorCode.BAD_ARGUMENT:
+        return "bad_argument"
+    if code == gf.ErrorCode.TIMEOUT:
+        return "timeout"
+    if code == gf.ErrorCode.COMMAND_CANCELLED:
+        return "cancelled"
+    return "failed"

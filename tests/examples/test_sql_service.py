@@ -1,0 +1,347 @@
+"""The SQL data service example through real servers: discovery, queries, uploads, actions, errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pyarrow
+import pyarrow.flight as flight
+import pytest
+from examples.sql_service.config import SqlServiceConfig
+from examples.sql_service.database import Database
+from examples.sql_service.demo_data import demo_tables
+from examples.sql_service.errors import ClientError
+from examples.sql_service.main import sql_service
+
+import gooddata_flight_server as gf
+from gooddata_flight_server.settings import load_settings
+from gooddata_flight_server.testing import running_server
+from tests.examples.conftest import Service, error_info, wait_until
+
+# Hours of work if nothing stops it: only a cancel, a timeout or a deadline ends it in a test.
+ENDLESS_QUERY = "SELECT sum(x % 7) FROM range(10000000000000) t(x)"
+DEMO = demo_tables()
+
+
+def _bad_argument(e: pytest.ExceptionInfo[flight.FlightError], *fragments: str) -> gf.ErrorInfo:
+    info = error_info(e)
+    assert info.code == gf.ErrorCode.BAD_ARGUMENT, info
+    for fragment in fragments:
+        assert fragment in info.msg, info.msg
+    return info
+
+
+def _still_serves(service: Service) -> None:
+    assert service.scalar("SELECT count(*) FROM orders") == DEMO["orders"].num_rows
+
+
+def test_list_flights_lists_the_demo_tables(service: Service) -> None:
+    """ListFlights gives one FlightInfo per table: path descriptor, schema and row count."""
+    infos = {bytes(info.descriptor.path[0]).decode(): info for info in service.client.list_flights()}
+    assert sorted(infos) == ["customers", "orders", "products"]
+    for name, table in DEMO.items():
+        assert infos[name].schema == table.schema
+        assert infos[name].total_records == table.num_rows
+    prefixed = list(service.client.list_flights(b"ord"))
+    assert [bytes(info.descriptor.path[0]) for info in prefixed] == [b"orders"]
+
+
+def test_query_round_trip(service: Service) -> None:
+    """GetFlightInfo runs SQL as a task; its endpoint (here, ticket = task id) serves the rows once."""
+    sql = "SELECT country, count(*) AS n FROM customers GROUP BY country ORDER BY country"
+    info = service.info(sql)
+    assert info.descriptor.command == sql.encode()
+    (endpoint,) = info.endpoints
+    assert [location.uri for location in endpoint.locations] == [service.server.location.uri]
+    assert len(endpoint.ticket.ticket) == 32
+    table = service.client.do_get(endpoint.ticket).read_all()
+    assert table.schema == info.schema
+    expected = DEMO["customers"].group_by("country").aggregate([("country", "count")]).sort_by("country")
+    assert table.column("country").to_pylist() == expected.column("country").to_pylist()
+    assert table.column("n").to_pylist() == expected.column("country_count").to_pylist()
+    with pytest.raises(flight.FlightServerError) as e:
+        service.client.do_get(endpoint.ticket).read_all()
+    assert error_info(e).code == gf.ErrorCode.COMMAND_RESULT_CONSUMED
+
+
+def test_large_result_streams_in_batches(start_service: Callable[..., Service]) -> None:
+    """A result bigger than batch_size reaches the client whole, in several record batches."""
+    service = start_service(batch_size=1000)
+    info = service.info("SELECT * FROM orders ORDER BY order_id")
+    reader = service.client.do_get(info.endpoints[0].ticket)
+    batches = [chunk.data for chunk in reader]
+    assert len(batches) >= 5
+    assert pyarrow.Table.from_batches(batches) == DEMO["orders"]
+
+
+def test_table_descriptor_from_list_flights_fetches_the_table(service: Service) -> None:
+    """The descriptor ListFlights gives works in GetFlightInfo and GetSchema; the table comes back whole."""
+    (products,) = [i for i in service.client.list_flights() if i.descriptor.path == [b"products"]]
+    info = service.client.get_flight_info(products.descriptor)
+    assert info.descriptor.path == [b"products"]
+    assert service.client.do_get(info.endpoints[0].ticket).read_all() == DEMO["products"]
+    assert service.client.get_schema(products.descriptor).schema == DEMO["products"].schema
+    sql = flight.FlightDescriptor.for_command("SELECT product_id, unit_price * 2 AS double FROM products")
+    assert service.client.get_schema(sql).schema.names == ["product_id", "double"]
+
+
+def test_unknown_table(service: Service) -> None:
+    """An unknown table, by path or in SQL, is BAD_ARGUMENT naming it; the service stays up."""
+    with pytest.raises(flight.FlightServerError) as e:
+        service.client.get_flight_info(flight.FlightDescriptor.for_path("nope"))
+    _bad_argument(e, "Unknown table 'nope'", "customers, orders, products")
+    with pytest.raises(flight.FlightServerError) as e:
+        service.info("SELECT * FROM nope")
+    info = _bad_argument(e, "Invalid query", "nope")
+    assert info.detail is not None and "nope" in info.detail
+    _still_serves(service)
+
+
+def test_invalid_sql(service: Service) -> None:
+    """Invalid SQL is BAD_ARGUMENT with DuckDB's message and where it failed; the service stays up."""
+    with pytest.raises(flight.FlightServerError) as e:
+        service.info("SELEC count(*) FROM orders")
+    info = _bad_argument(e, "Invalid query: Parser Error")
+    assert info.detail is not None and "SELEC" in info.detail
+    with pytest.raises(flight.FlightServerError) as e:
+        service.info("SELECT 'x'::INTEGER")
+    _bad_argument(e, "Conversion Error")
+    with pytest.raises(flight.FlightServerError) as e:
+        service.info("   ")
+    _bad_argument(e, "empty")
+    _still_serves(service)
+
+
+def test_failure_while_computing_the_result(start_service: Callable[..., Service]) -> None:
+    """A query failing on its data is BAD_ARGUMENT, in GetFlightInfo or mid-stream in DoGet alike."""
+    service = start_service(batch_size=1000, threads=1)
+    failing_early = "SELECT CAST(CASE WHEN x < 5000 THEN '1' ELSE 'x' END AS INTEGER) FROM range(20000) t(x)"
+    with pytest.raises(flight.FlightServerError) as e:
+        service.info(failing_early)
+    _bad_argument(e, "Invalid query: Conversion Error")
+    # DuckDB computes a streamed result as it is read: this one fails after DoGet sent many batches
+    failing_late = (
+        "SELECT CAST(CASE WHEN x < 300000 THEN '1' ELSE 'x' END AS INTEGER) FROM range(400000) t(x)"
+    )
+    info = service.info(failing_late)
+    with pytest.raises(flight.FlightServerError) as e:
+        service.client.do_get(info.endpoints[0].ticket).read_all()
+    _bad_argument(e, "while its result streamed", "Conversion Error")
+    _still_serves(service)
+
+
+def test_only_single_select_queries_run(service: Service) -> None:
+    """Statements that would change data, several statements, or file access are refused; nothing changes."""
+    for sql, fragment in [
+        ("DROP TABLE orders", "not DROP"),
+        ("DELETE FROM orders", "not DELETE"),
+        ("SELECT 1; DROP TABLE orders", "exactly one"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "Permission"),
+        ("ATTACH '/tmp/other.duckdb'", "not ATTACH"),
+    ]:
+        with pytest.raises(flight.FlightServerError) as e:
+            service.info(sql)
+        _bad_argument(e, fragment)
+    assert sorted(t["name"] for t in service.action("list-tables")) == ["customers", "orders", "products"]
+    _still_serves(service)
+
+
+def test_do_put_creates_then_appends(service: Service) -> None:
+    """DoPut creates a missing table, appends when the columns match, and reports both in its metadata."""
+    first = pyarrow.table({"sku": ["a", "b", "c"], "qty": [1, 2, 3]})
+    assert service.put("stock", first) == {
+        "table": "stock",
+        "created": True,
+        "rows_loaded": 3,
+        "total_rows": 3,
+    }
+    more = pyarrow.table({"SKU": ["d", "e"], "qty": [4, 5]})  # names are case-insensitive
+    assert service.put("Stock", more) == {
+        "table": "stock",
+        "created": False,
+        "rows_loaded": 2,
+        "total_rows": 5,
+    }
+    assert service.query("SELECT sku, qty FROM stock ORDER BY qty").column("qty").to_pylist() == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert [bytes(i.descriptor.path[0]) for i in service.client.list_flights(b"stock")] == [b"stock"]
+
+
+def test_do_put_schema_clash_loses_nothing(service: Service) -> None:
+    """A DoPut whose columns differ from the table's is BAD_ARGUMENT saying how; the table is unchanged."""
+    service.put("stock", pyarrow.table({"sku": ["a"], "qty": [1]}))
+    clashes = [
+        pyarrow.table({"sku": ["b"], "qty": ["many"]}),
+        pyarrow.table({"sku": ["b"]}),
+        pyarrow.table({"item": ["b"], "qty": [2]}),
+    ]
+    for clash in clashes:
+        with pytest.raises(flight.FlightServerError) as e:
+            service.put("stock", clash)
+        info = _bad_argument(e, "Cannot append to table 'stock'", "Nothing was loaded")
+        assert info.detail is not None and "table columns: sku VARCHAR, qty BIGINT" in info.detail
+    assert service.query("SELECT * FROM stock").to_pylist() == [{"sku": "a", "qty": 1}]
+    with pytest.raises(flight.FlightServerError) as e:
+        service.put("orders", pyarrow.table({"order_id": [1]}))
+    _bad_argument(e, "orders")
+    _still_serves(service)
+
+
+def test_do_put_needs_a_valid_table_name(service: Service) -> None:
+    """DoPut to a command, several path parts or an odd name is BAD_ARGUMENT; no table appears."""
+    data = pyarrow.table({"a": [1]})
+    for descriptor in [
+        flight.FlightDescriptor.for_command("x"),
+        flight.FlightDescriptor.for_path("a", "b"),
+        flight.FlightDescriptor.for_path("1st"),
+        flight.FlightDescriptor.for_path('x"; DROP TABLE orders; --'),
+    ]:
+        writer, _ = service.client.do_put(descriptor, data.schema)
+        with pytest.raises(flight.FlightServerError) as e:
+            writer.write_table(data)
+            writer.close()
+        _bad_argument(e)
+    assert len(service.action("list-tables")) == 3
+    _still_serves(service)
+
+
+def test_cancel_action_stops_a_running_query(service: Service) -> None:
+    """The cancel action interrupts a running query: its waiting GetFlightInfo gets COMMAND_CANCELLED."""
+    errors: list[flight.FlightError] = []
+
+    def run_query() -> None:
+        try:
+            service.info(ENDLESS_QUERY)
+        except flight.FlightError as e:
+            errors.append(e)
+
+    caller = threading.Thread(target=run_query)
+    caller.start()
+    try:
+        running = wait_until(
+            lambda: [q for q in service.action("list-queries") if q["state"] == "running"],
+            what="running query",
+        )
+        (query,) = running
+        assert "range(10000000000000)" in query["sql"]
+        answer = service.action("cancel", query["task_id"].encode())
+        assert answer == {"task_id": query["task_id"], "known": True, "cancelled": True}
+    finally:
+        caller.join(30)
+    assert not caller.is_alive()
+    (error,) = errors
+    assert isinstance(error, flight.FlightServerError)
+    assert gf.ErrorInfo.from_pyarrow_error(error).code == gf.ErrorCode.COMMAND_CANCELLED
+    assert service.action("list-queries") == []
+    _still_serves(service)
+
+
+def test_cancel_action_drops_an_unread_result(service: Service) -> None:
+    """Cancelling a finished query drops its result: the ticket is then invalid."""
+    info = service.info("SELECT 42")
+    ticket = info.endpoints[0].ticket
+    answer = service.action("cancel", ticket.ticket)
+    assert answer["known"] is True
+    with pytest.raises(flight.FlightServerError) as e:
+        service.client.do_get(ticket).read_all()
+    assert error_info(e).code == gf.ErrorCode.INVALID_TICKET
+    unknown = service.action("cancel", b"0" * 32)
+    assert unknown == {"task_id": "0" * 32, "known": False, "cancelled": False}
+
+
+def test_caller_deadline_cancels_its_query(service: Service) -> None:
+    """A caller that gives up (deadline) does not leave its query running on the server."""
+    with pytest.raises(flight.FlightTimedOutError):
+        service.info(ENDLESS_QUERY, flight.FlightCallOptions(timeout=0.5))
+    wait_until(lambda: service.action("list-queries") == [], what="no query left running")
+    _still_serves(service)
+
+
+def test_query_timeout(start_service: Callable[..., Service]) -> None:
+    """A query running past query_timeout_sec is stopped; the caller gets TIMEOUT naming the setting."""
+    service = start_service(query_timeout_sec=0.3)
+    with pytest.raises(flight.FlightTimedOutError) as e:
+        service.info(ENDLESS_QUERY)
+    info = error_info(e)
+    assert info.code == gf.ErrorCode.TIMEOUT
+    assert "query_timeout_sec" in info.msg
+    _still_serves(service)
+
+
+def test_actions(service: Service) -> None:
+    """ListActions describes cancel, list-tables and list-queries; bad action input is BAD_ARGUMENT."""
+    actions = {a.type: a.description for a in service.client.list_actions()}
+    assert set(actions) == {"cancel", "list-tables", "list-queries"}
+    tables = {t["name"]: t for t in service.action("list-tables")}
+    assert tables["orders"]["num_rows"] == DEMO["orders"].num_rows
+    assert tables["products"]["columns"][0] == {"name": "product_id", "type": "int32"}
+    with pytest.raises(flight.FlightServerError) as e:
+        service.action("drop-everything")
+    _bad_argument(e, "Unknown action 'drop-everything'", "cancel, list-tables, list-queries")
+    with pytest.raises(flight.FlightServerError) as e:
+        service.action("cancel", b"not-a-task")
+    _bad_argument(e, "task id")
+
+
+def test_data_survives_a_restart(tmp_path: Path, start_service: Callable[..., Service]) -> None:
+    """Uploaded data is in the data directory after a restart; the demo data is not created twice."""
+
+    settings = {"sql_service": {"data_dir": str(tmp_path / "kept")}}
+    with running_server(sql_service, settings) as server, flight.FlightClient(server.location) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_path("notes"), pyarrow.schema([("n", "int64")]))
+        writer.write_table(pyarrow.table({"n": [7]}))
+        writer.close()
+    service = start_service(data_dir=tmp_path / "kept")
+    assert service.query("SELECT n FROM notes").to_pylist() == [{"n": 7}]
+    _still_serves(service)
+
+
+def test_demo_data_is_deterministic() -> None:
+    """The demo dataset is the same on every call: every replica serves the same numbers."""
+    again = demo_tables()
+    assert all(again[name] == table for name, table in DEMO.items())
+    assert {name: t.num_rows for name, t in DEMO.items()} == {
+        "customers": 250,
+        "products": 14,
+        "orders": 5000,
+    }
+
+
+def test_config_is_validated(tmp_path: Path) -> None:
+    """Bad [sql_service] settings are all reported at once, each with its environment variable."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[sql_service]\nbatch_size = 0\nquery_timeout_sec = "soon"\ndemo_data = "maybe"\n')
+    settings, _ = load_settings([path])
+    with pytest.raises(ValueError) as e:
+        SqlServiceConfig.from_settings(settings)
+    message = str(e.value)
+    for env in ["BATCH_SIZE", "QUERY_TIMEOUT_SEC", "DEMO_DATA"]:
+        assert f"GOODDATA_FLIGHT_SQL_SERVICE__{env}" in message
+    path.write_text('[sql_service]\ndemo_data = "no"\nthreads = 2\n')
+    settings, _ = load_settings([path])
+    config = SqlServiceConfig.from_settings(settings)
+    assert (config.demo_data, config.threads, config.batch_size) == (False, 2, 65536)
+
+
+def test_database_errors_split_client_and_server_faults(tmp_path: Path) -> None:
+    """Request errors become ClientError (BAD_ARGUMENT); a fatal error propagates and is reported."""
+    fatal: list[bool] = []
+    database = Database.open(tmp_path / "db.duckdb", on_fatal=lambda: fatal.append(True))
+    try:
+        with pytest.raises(ClientError) as client, database.errors("Invalid query"):
+            raise duckdb.CatalogException("Catalog Error: Table with name x does not exist!")
+        assert client.value.info.code == gf.ErrorCode.BAD_ARGUMENT
+        assert client.value.info.msg == "Invalid query: Catalog Error: Table with name x does not exist!"
+        with pytest.raises(duckdb.FatalException), database.errors("Invalid query"):
+            raise duckdb.FatalException("FATAL Error: database invalidated")
+        assert fatal == [True]
+    finally:
+        database.close()
