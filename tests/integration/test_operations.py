@@ -192,7 +192,7 @@ def test_metrics_count_calls_outcomes_and_data() -> None:
 
     assert delta("gdfs_rpc_requests_total", method="DoGet", outcome="ok") == 3
     assert delta("gdfs_rpc_requests_total", method="DoAction", outcome="ok") == 1
-    assert delta("gdfs_rpc_requests_total", method="DoAction", outcome="server_error") == 1
+    assert delta("gdfs_rpc_requests_total", method="DoAction", outcome="bad_request") == 1
     assert delta("gdfs_rpc_requests_total", method="DoPut", outcome="ok") == 1
     assert delta("gdfs_rpc_duration_seconds_count", method="DoGet") == 3
     assert delta("gdfs_rpc_sent_rows_total", method="DoGet") == 3000

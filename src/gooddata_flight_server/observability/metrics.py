@@ -168,7 +168,8 @@ RPC_METHODS = tuple(RPC_METHOD_NAMES.values())
 RPC_OUTCOMES = (
     "ok",
     "cancelled",  # the client went away (pyarrow reveals it for generator-backed streams)
-    "server_error",  # FlightServerError: an error the service sent back (bad argument, invalid ticket ...)
+    "bad_request",  # FlightServerError whose ErrorInfo blames the request (bad argument, invalid ticket ...)
+    "server_error",  # any other FlightServerError the service sent back
     "unauthenticated",
     "unauthorized",
     "unavailable",

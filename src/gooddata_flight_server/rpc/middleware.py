@@ -133,13 +133,33 @@ class InFlightCalls:
 
 
 def _outcome(exception: BaseException | None, cancelled: bool) -> str:
-    """The outcome label of a call: its error's kind, or ok/cancelled when it raised nothing."""
+    """The outcome label of a call: its error's kind, or ok/cancelled when it raised nothing.
+
+    A FlightServerError whose ErrorInfo says the request was at fault (bad argument, invalid
+    ticket ...) is ``bad_request``, so that bad client input does not look like server failures.
+    """
     if exception is None:
         return "cancelled" if cancelled else "ok"
     for kind, label in _OUTCOME_OF_ERROR:
         if isinstance(exception, kind):
+            if label == "server_error":
+                info = ErrorInfo.maybe_from_pyarrow_error(exception)
+                if info is not None and info.code & _CODE_MASK in _CLIENT_FAULTS:
+                    return "bad_request"
             return label
     return "error"
+
+
+_CODE_MASK = 0xFFFF
+_CLIENT_FAULTS = frozenset(
+    {
+        ErrorCode.BAD_ARGUMENT,
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.UNSUPPORTED_SERVICE,
+        ErrorCode.INVALID_TICKET,
+        ErrorCode.COMMAND_RESULT_CONSUMED,
+    }
+)
 
 
 _OUTCOME_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
