@@ -32,7 +32,11 @@ from gooddata_flight_server.methods import FlightServerMethods, FlightServerMeth
 from gooddata_flight_server.observability.exposition import MetricsServer
 from gooddata_flight_server.observability.logging import configure_logging
 from gooddata_flight_server.observability.metrics import memory_metrics, rpc_metrics
-from gooddata_flight_server.observability.tracing import Tracing, TracingMiddlewareFactory
+from gooddata_flight_server.observability.tracing import (
+    SPAN_MIDDLEWARE_KEY,
+    Tracing,
+    TracingMiddlewareFactory,
+)
 from gooddata_flight_server.rpc.listener import FlightListener
 from gooddata_flight_server.rpc.middleware import (
     CALL_FINALIZER_KEY,
@@ -41,6 +45,7 @@ from gooddata_flight_server.rpc.middleware import (
     AvailabilityGate,
     CallFinalizerFactory,
     CallInfoFactory,
+    CountingRejections,
     InFlightCalls,
 )
 from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig, load_settings
@@ -54,7 +59,6 @@ log = structlog.get_logger(__name__)
 _TASK_GRACE_SEC = 5.0  # part of the drain deadline left to calls whose tasks were cancelled
 _SIGNAL_CHECK_SEC = 0.2  # how often a main thread waiting for the server looks for a forced stop
 _GATE_KEY = "_gdfs_gate"
-_TRACING_KEY = "_gdfs_tracing"
 
 
 class Subsystem(Protocol):
@@ -110,24 +114,30 @@ class GoodDataFlightServer:
         # Order matters. pyarrow does not end the calls of middleware that started before a later
         # one rejected the call, so whatever must see every call end comes after everything that
         # may reject: the gate first, then authentication, then tracing, call info and the
-        # counting finalizer.
-        middleware: dict[str, pyarrow.flight.ServerMiddlewareFactory] = {_GATE_KEY: self._gate}
+        # counting finalizer. Calls the gate or authentication reject are counted where they are
+        # rejected. Per-call metrics cost a few microseconds a call: recorded only when served.
+        self._rpc_metrics = rpc_metrics() if config.metrics_host else None
+        counted = self._rpc_metrics
+        middleware: dict[str, pyarrow.flight.ServerMiddlewareFactory] = {
+            _GATE_KEY: self._gate if counted is None else CountingRejections(self._gate, counted)
+        }
         self._auth: TokenAuthMiddlewareFactory | None = None
         if config.authentication_method is AuthenticationMethod.Token:
-            self._auth = middleware[AUTH_TOKEN_KEY] = TokenAuthMiddlewareFactory(config)
+            self._auth = TokenAuthMiddlewareFactory(config)
+            middleware[AUTH_TOKEN_KEY] = (
+                self._auth if counted is None else CountingRejections(self._auth, counted)
+            )
         if self._tracing.enabled:
-            middleware[_TRACING_KEY] = TracingMiddlewareFactory(
+            middleware[SPAN_MIDDLEWARE_KEY] = TracingMiddlewareFactory(
                 self._tracing, config.otel_config.extract_context
             )
         middleware[CALL_INFO_KEY] = CallInfoFactory()
-        # per-call metrics cost a few microseconds a call: recorded only when they are served
-        self._rpc_metrics = rpc_metrics() if config.metrics_host else None
-        middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight, self._rpc_metrics)
+        middleware[CALL_FINALIZER_KEY] = CallFinalizerFactory(self._in_flight, counted)
         self._listener = FlightListener(
             config,
             middleware,
             count_data=self._rpc_metrics is not None,
-            span_key=_TRACING_KEY if self._tracing.enabled else None,
+            traced=self._tracing.enabled,
         )
         self._drain_deadline: float | None = None
         self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
@@ -341,10 +351,10 @@ class GoodDataFlightServer:
             stack.callback(self._rpc_metrics.state.untrack, self._in_flight)
         port = self._listener.port
         advertise_port = config.advertise_port or port
-        if config.use_tls:
-            self._location = pyarrow.flight.Location.for_grpc_tls(config.advertise_host, advertise_port)
-        else:
-            self._location = pyarrow.flight.Location.for_grpc_tcp(config.advertise_host, advertise_port)
+        scheme = "grpc+tls" if config.use_tls else "grpc+tcp"
+        self._location = pyarrow.flight.Location(
+            f"{scheme}://{url_host(config.advertise_host)}:{advertise_port}"
+        )
         ctx = ServerContext(
             settings=self._settings,
             config=config,

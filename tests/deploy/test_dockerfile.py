@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 
-import tomllib
-
 from tests.conftest import REPO
-from tests.deploy.conftest import DEPLOY, container, dockerfile, manifests
+from tests.deploy.conftest import DEPLOY, container, dockerfile, manifests, tomllib
 
 
 def _one(keyword: str) -> str:

@@ -278,6 +278,38 @@ def test_auth_failures_are_counted_by_reason() -> None:
         == 1
     )
     assert "wrong-token" not in text and "s3cret" not in text
+    rejected = _value(
+        after, "gdfs_rpc_requests_total", method="DoAction", outcome="unauthenticated"
+    ) - _value(before, "gdfs_rpc_requests_total", method="DoAction", outcome="unauthenticated")
+    assert rejected == 2, "calls rejected by authentication are counted with their outcome"
+
+
+def test_calls_refused_while_draining_are_counted_unavailable() -> None:
+    """Calls the gate refuses during a drain are counted with outcome unavailable."""
+    methods = _Methods()
+    with running_server(methods, _OPS) as server, flight.FlightClient(server.location) as client:
+        before = _samples(server)
+        caller = threading.Thread(target=lambda: list(client.do_action(flight.Action("block", b""))))
+        caller.start()
+        assert methods.entered.wait(10)
+        server.stop()
+        with pytest.raises(flight.FlightUnavailableError):
+            list(client.do_action(flight.Action("x", b"")))
+        after = _samples(server)
+        methods.release.set()
+        caller.join(10)
+    assert (
+        _value(after, "gdfs_rpc_requests_total", method="DoAction", outcome="unavailable")
+        - _value(before, "gdfs_rpc_requests_total", method="DoAction", outcome="unavailable")
+        == 1
+    )
+
+
+def test_health_answers_close_the_connection() -> None:
+    """Health answers close their connection, so a probe's connection cannot outlive the server."""
+    with running_server(_Methods(), _OPS) as server:
+        with urllib.request.urlopen(f"{server.health_check_url}/ready", timeout=10) as response:
+            assert response.headers["Connection"] == "close"
 
 
 def test_metrics_off_by_default() -> None:
@@ -290,6 +322,7 @@ def test_metrics_off_by_default() -> None:
 def test_housekeeping_runs_with_the_server_and_stops_with_it() -> None:
     """With a short interval the server's housekeeping runs (counted in gdfs_malloc_trim) and ends on stop."""
     settings = {"server": {**_OPS["server"], "malloc_trim_interval_sec": 0.02}}
+    before = prometheus_client.REGISTRY.get_sample_value("gdfs_malloc_trim_count") or 0.0
     with running_server(_Methods(), settings) as server:
-        assert _wait_for(lambda: _value(_samples(server), "gdfs_malloc_trim_count") > 0)
+        assert _wait_for(lambda: _value(_samples(server), "gdfs_malloc_trim_count") > before)
     assert not [t for t in threading.enumerate() if t.name == "gdfs-housekeeping"]

@@ -175,6 +175,13 @@ def test_advertise_host_and_port_are_put_into_the_location() -> None:
         assert server.location.uri.decode() == "grpc+tcp://data.example.com:443"
 
 
+def test_ipv6_advertise_host_is_bracketed() -> None:
+    """An IPv6 advertise_host (a pod IP on IPv6 clusters) gives a valid location URI."""
+    with running_server(gf.FlightServerMethods(), {"server": {"advertise_host": "fd00::1"}}) as server:
+        uri = server.location.uri.decode()
+    assert uri.startswith("grpc+tcp://[fd00::1]:")
+
+
 class _Streaming(gf.FlightServerMethods):
     """Streams whose data source fails half-way, the way a broken cursor would."""
 

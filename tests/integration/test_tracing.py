@@ -29,13 +29,20 @@ class _Methods(gf.FlightServerMethods):
     def __init__(self, ctx: gf.ServerContext) -> None:
         self.ctx = ctx
 
-    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[bytes]:
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Any:
         with MY_TRACER.start_as_current_span("do_some_work"):
             import structlog
 
             structlog.get_logger("svc").info("working")
         if action.type == "fail":
             raise gf.ErrorInfo.bad_argument("nope")
+        if action.type == "generate":
+
+            def results() -> Any:
+                with MY_TRACER.start_as_current_span("while_streaming"):
+                    yield b"one"
+
+            return results()
         return [b"ok"]
 
     def get_flight_info(self, context: flight.ServerCallContext, descriptor: flight.FlightDescriptor) -> Any:
@@ -158,3 +165,22 @@ def test_missing_exporter_package_names_the_extra() -> None:
     with pytest.raises(RuntimeError, match=r"gooddata-flight-server\[otel-exporter-otlp-grpc\]"):
         with running_server(_Methods, settings):
             pass
+
+
+def test_code_running_while_results_stream_is_inside_the_call_span(capfd: pytest.CaptureFixture[str]) -> None:
+    """Spans started by a result generator, after the handler returned, are children of the RPC span."""
+    with running_server(_Methods, {"server": _TRACED}) as server:
+        with flight.FlightClient(server.location) as client:
+            list(client.do_action(flight.Action("generate", b"")))
+    spans = _spans(capfd.readouterr().out)
+    action = _by_name(spans, "DoAction")
+    assert _by_name(spans, "while_streaming")["parent_id"] == action["context"]["span_id"]
+
+
+def test_stopping_one_traced_server_keeps_tracing_in_another(capfd: pytest.CaptureFixture[str]) -> None:
+    """ProxyTracer spans keep recording in a running server after another traced server stopped."""
+    with running_server(_Methods, {"server": _TRACED}):
+        with running_server(_Methods, {"server": _TRACED}):
+            pass
+        with MY_TRACER.start_as_current_span("still_traced") as span:
+            assert span.is_recording()

@@ -19,6 +19,8 @@ __all__ = ["MetricsServer"]
 
 log = structlog.get_logger(__name__)
 
+_POLL_INTERVAL_SEC = 0.05  # how soon serve_forever notices a shutdown request
+
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
     daemon_threads = True
@@ -48,12 +50,22 @@ class MetricsServer:
         return int(self._httpd.server_port)
 
     def start(self) -> None:
+        # built here rather than with start_http_server so that serve_forever polls often enough for
+        # stop() to be quick (its default half-second poll would add up to 0.5 s to every shutdown)
+        app = prometheus_client.make_wsgi_app(prometheus_client.REGISTRY)
+        server_class = _Server6 if ":" in self._host else _Server
         try:
-            self._httpd, self._thread = prometheus_client.start_http_server(self._port, addr=self._host)
+            self._httpd = wsgiref.simple_server.make_server(
+                self._host, self._port, app, server_class, handler_class=_QuietHandler
+            )
         except OSError as e:
             raise OSError(
                 f"cannot bind the metrics endpoint to {self._host}:{self._port}: {e.strerror}"
             ) from e
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(_POLL_INTERVAL_SEC,), name="gdfs-metrics", daemon=True
+        )
+        self._thread.start()
         log.info("metrics_listening", host=self._host, port=self.port)
 
     def stop(self) -> None:

@@ -36,11 +36,12 @@ from opentelemetry.trace.status import Status, StatusCode
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES
 from gooddata_flight_server.settings import OtelConfig, OtelExporterType
 
-__all__ = ["SpanMiddleware", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
+__all__ = ["SPAN_MIDDLEWARE_KEY", "SpanMiddleware", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
 
 log = structlog.get_logger(__name__)
 
 _RPC_SERVICE = "arrow.flight.protocol.FlightService"
+SPAN_MIDDLEWARE_KEY = "_gdfs_tracing"  # the key the tracing middleware is registered under
 
 # exporter type -> (module, class, extra that installs it)
 _EXPORTERS: Mapping[OtelExporterType, tuple[str, str, str | None]] = {
@@ -57,6 +58,9 @@ _EXPORTERS: Mapping[OtelExporterType, tuple[str, str, str | None]] = {
     ),
     OtelExporterType.Zipkin: ("opentelemetry.exporter.zipkin.json", "ZipkinExporter", "otel-exporter-zipkin"),
 }
+
+
+_SWITCH_LOCK = threading.Lock()
 
 
 class _SwitchingTracer(trace.Tracer):
@@ -78,8 +82,24 @@ class _SwitchingTracer(trace.Tracer):
 
 
 class _ProviderSwitch(trace.TracerProvider):
+    """Forwards to the provider of the server started last among those still running."""
+
     def __init__(self) -> None:
-        self.current: trace.TracerProvider | None = None
+        self._running: list[trace.TracerProvider] = []
+
+    @property
+    def current(self) -> trace.TracerProvider | None:
+        running = self._running
+        return running[-1] if running else None
+
+    def push(self, provider: trace.TracerProvider) -> None:
+        with _SWITCH_LOCK:
+            self._running.append(provider)
+
+    def remove(self, provider: trace.TracerProvider) -> None:
+        with _SWITCH_LOCK:
+            if provider in self._running:
+                self._running.remove(provider)
 
     def get_tracer(
         self,
@@ -94,7 +114,6 @@ class _ProviderSwitch(trace.TracerProvider):
 
 
 _SWITCH = _ProviderSwitch()
-_SWITCH_LOCK = threading.Lock()
 
 
 def installed_switch() -> _ProviderSwitch | None:
@@ -173,15 +192,14 @@ class Tracing:
                 "the server's spans are exported, ProxyTracers in user code keep the other provider",
             )
         else:
-            switch.current = provider
+            switch.push(provider)
         log.info("tracing_started", exporter=self._config.exporter_type.value)
 
     def stop(self) -> None:
         provider, self._provider = self._provider, None
         if provider is None:
             return
-        if _SWITCH.current is provider:
-            _SWITCH.current = None
+        _SWITCH.remove(provider)
         provider.force_flush()
         provider.shutdown()
 

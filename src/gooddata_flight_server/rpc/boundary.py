@@ -19,10 +19,12 @@ from typing import Any, NoReturn
 import pyarrow
 import pyarrow.flight
 import structlog
+from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.tracing import SPAN_MIDDLEWARE_KEY
 
-__all__ = ["guarded", "guarded_stream", "reject"]
+__all__ = ["call_span", "guarded", "guarded_stream", "reject"]
 
 log = structlog.get_logger(__name__)
 
@@ -42,22 +44,45 @@ def reject(method: str, error: Exception) -> NoReturn:
     ).to_internal_error() from None
 
 
-def guarded(method: str, items: Iterable[Any]) -> Iterable[Any]:
-    """Keep the boundary around results that run code while pyarrow iterates them."""
+def call_span(context: pyarrow.flight.ServerCallContext) -> trace.Span | None:
+    """The call's SERVER span when tracing is on (see the tracing middleware), else None."""
+    middleware = context.get_middleware(SPAN_MIDDLEWARE_KEY)
+    return None if middleware is None else middleware.span
+
+
+def guarded(method: str, items: Iterable[Any], context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
+    """Keep the boundary (and the call's span) around results that run code while pyarrow iterates."""
     if isinstance(items, (list, tuple)):
         return items
-    return _guard_iter(method, iter(items))
+    return _guard_iter(method, iter(items), call_span(context))
 
 
-def _guard_iter(method: str, items: Iterator[Any]) -> Iterator[Any]:
+def _guard_iter(method: str, items: Iterator[Any], span: trace.Span | None) -> Iterator[Any]:
+    # pyarrow pulls each item on a fresh thread state after the handler returned: the span is made
+    # current again around every pull, so spans and log lines of the code behind it join the call
     try:
-        yield from items
+        if span is None:
+            yield from items
+            return
+        while True:
+            with trace.use_span(span, end_on_exit=False):
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+            yield item
     except Exception as e:
-        reject(method, e)
+        if span is None:
+            reject(method, e)
+        with trace.use_span(span, end_on_exit=False):
+            reject(method, e)
 
 
 def guarded_stream(
-    schema: pyarrow.Schema, batches: Iterable[Any], method: str = "DoGet"
+    schema: pyarrow.Schema,
+    batches: Iterable[Any],
+    context: pyarrow.flight.ServerCallContext,
+    method: str = "DoGet",
 ) -> pyarrow.flight.FlightDataStream:
     """A stream of batches (a RecordBatchReader, or any iterable of batches) behind the boundary."""
-    return pyarrow.flight.GeneratorStream(schema, _guard_iter(method, iter(batches)))
+    return pyarrow.flight.GeneratorStream(schema, _guard_iter(method, iter(batches), call_span(context)))

@@ -55,11 +55,11 @@ class FlightListener:
         config: ServerConfig,
         middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory],
         count_data: bool = False,
-        span_key: str | None = None,
+        traced: bool = False,
     ):
         self._config = config
         self._count_data = count_data
-        self._span_key = span_key
+        self._traced = traced
         self._middleware = middleware
         self._service: FlightService | None = None
         self._drained = threading.Event()
@@ -81,7 +81,7 @@ class FlightListener:
                 verify_client=config.use_mtls,
                 root_certificates=config.tls_root_cert if config.use_mtls else None,
                 count_data=self._count_data,
-                span_key=self._span_key,
+                traced=self._traced,
             )
         except Exception as e:
             raise OSError(

@@ -28,6 +28,7 @@ __all__ = [
     "CallFinalizerFactory",
     "CallInfo",
     "CallInfoFactory",
+    "CountingRejections",
     "InFlightCalls",
 ]
 
@@ -144,22 +145,44 @@ def _outcome(exception: BaseException | None, cancelled: bool) -> str:
         if isinstance(exception, kind):
             if label == "server_error":
                 info = ErrorInfo.maybe_from_pyarrow_error(exception)
-                if info is not None and info.code & _CODE_MASK in _CLIENT_FAULTS:
-                    return "bad_request"
+                if info is not None:
+                    return _OUTCOME_OF_CODE.get(info.code & _CODE_MASK, label)
             return label
     return "error"
 
 
 _CODE_MASK = 0xFFFF
-_CLIENT_FAULTS = frozenset(
-    {
-        ErrorCode.BAD_ARGUMENT,
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.UNSUPPORTED_SERVICE,
-        ErrorCode.INVALID_TICKET,
-        ErrorCode.COMMAND_RESULT_CONSUMED,
-    }
-)
+_OUTCOME_OF_CODE = {
+    ErrorCode.BAD_ARGUMENT: "bad_request",
+    ErrorCode.BAD_REQUEST: "bad_request",
+    ErrorCode.UNSUPPORTED_SERVICE: "bad_request",
+    ErrorCode.INVALID_TICKET: "bad_request",
+    ErrorCode.COMMAND_RESULT_CONSUMED: "bad_request",
+    ErrorCode.COMMAND_CANCELLED: "cancelled",
+    ErrorCode.TIMEOUT & _CODE_MASK: "timed_out",
+}
+
+
+class CountingRejections(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Counts the calls a middleware (the gate, authentication) rejects.
+
+    A rejected call never reaches the finalizer that counts every other call: pyarrow stops at the
+    first middleware that raises and ends none of those that came before.
+    """
+
+    def __init__(self, inner: pyarrow.flight.ServerMiddlewareFactory, metrics: RpcMetrics) -> None:
+        super().__init__()
+        self._inner = inner
+        self._metrics = metrics
+
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> Any:
+        try:
+            return self._inner.start_call(info, headers)
+        except pyarrow.flight.FlightError as e:
+            method = RPC_METHOD_NAMES.get(info.method)
+            if method is not None:
+                self._metrics.requests[method, _outcome(e, False)].inc()
+            raise
 
 
 _OUTCOME_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
@@ -193,6 +216,7 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
         "_started",
         "received",
         "sent",
+        "sent_if_complete",
         "server_context",
     )
 
@@ -205,13 +229,21 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
         self._on_end: list[OnEnd] = []
         self.server_context: pyarrow.flight.ServerCallContext | None = None
         self.sent: tuple[int, int] | None = None
+        self.sent_if_complete: tuple[int, int] | None = None
         self.received: tuple[int, int] | None = None
 
     def register_on_end(self, fun: OnEnd) -> None:
         self._on_end.append(fun)
 
-    def count_sent(self, rows: int, nbytes: int) -> None:
-        """Arrow data this call sent; recorded when the call ends."""
+    def count_sent(self, rows: int, nbytes: int, once_complete: bool = False) -> None:
+        """Arrow data this call sent; recorded when the call ends.
+
+        ``once_complete``: the data is counted before it streams (a whole Table), so it is recorded
+        only if the call completes; a cancelled or failed stream sent an unknown part of it.
+        """
+        if once_complete:
+            self.sent_if_complete = (rows, nbytes)
+            return
         previous = self.sent or (0, 0)
         self.sent = (previous[0] + rows, previous[1] + nbytes)
 
@@ -239,8 +271,11 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
             return
         context = self.server_context
         cancelled = exception is None and context is not None and context.is_cancelled()
-        metrics.requests[method, _outcome(exception, cancelled)].inc()
+        outcome = _outcome(exception, cancelled)
+        metrics.requests[method, outcome].inc()
         metrics.latency[method].observe(time.perf_counter() - self._started)
+        if self.sent_if_complete is not None and outcome == "ok":
+            self.count_sent(*self.sent_if_complete)
         if self.sent is not None and method in metrics.sent_rows:
             metrics.sent_rows[method].inc(self.sent[0])
             metrics.sent_bytes[method].inc(self.sent[1])

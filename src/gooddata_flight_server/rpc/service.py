@@ -1,7 +1,9 @@
 """The pyarrow Flight server that delegates to the user's methods through one error boundary.
 
 Every RPC goes gate → middleware → handler here → user method; every handler passes what its user
-method raised through :func:`gooddata_flight_server.rpc.boundary.reject`.
+method raised through :func:`gooddata_flight_server.rpc.boundary.reject`, makes the call's span
+current while the user's code runs (when tracing is on) and tells the call's books (when metrics
+are on) what data moved and how to tell a client cancellation.
 """
 
 from __future__ import annotations
@@ -12,25 +14,16 @@ from typing import Any
 
 import pyarrow
 import pyarrow.flight
-import structlog
 from opentelemetry import trace
 
 from gooddata_flight_server.methods import FlightServerMethods
-from gooddata_flight_server.rpc.boundary import guarded, guarded_stream, reject
+from gooddata_flight_server.rpc.boundary import call_span, guarded, guarded_stream, reject
 from gooddata_flight_server.rpc.counting import CountingReader, counted_batches
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinalizer
 
 __all__ = ["FlightService"]
 
-log = structlog.get_logger(__name__)
-
-
 _NO_SPAN = contextlib.nullcontext()
-
-
-def _counting(context: pyarrow.flight.ServerCallContext, reader: Any) -> Any:
-    finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
-    return reader if finalizer is None else CountingReader(reader, finalizer.count_received)
 
 
 class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
@@ -48,7 +41,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         root_certificates: bytes | None = None,
         *,
         count_data: bool = False,
-        span_key: str | None = None,
+        traced: bool = False,
     ) -> None:
         super().__init__(
             location,
@@ -58,27 +51,29 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             middleware=dict(middleware),
         )
         self.methods: FlightServerMethods = FlightServerMethods()
-        self._span_key = span_key
+        self._traced = traced
         self._count_data = count_data
 
-    def _span(self, context: pyarrow.flight.ServerCallContext) -> contextlib.AbstractContextManager[Any]:
-        """Make the call's SERVER span current while the handler runs.
+    def _enter(self, context: pyarrow.flight.ServerCallContext) -> contextlib.AbstractContextManager[Any]:
+        """Per-call prologue: the span to make current while the handler runs, and the books.
 
-        The tracing middleware cannot do it in ``start_call``: pyarrow enters Python on gRPC threads
-        with a fresh thread state per callback, so a context attached there is gone by the time the
-        handler runs.
+        The tracing middleware cannot make the span current in ``start_call``: pyarrow enters Python
+        on gRPC threads with a fresh thread state per callback, so a context attached there is gone
+        by the time the handler runs.
         """
-        if self._span_key is None:
+        if self._count_data:
+            finalizer = _finalizer(context)
+            if finalizer is not None:
+                finalizer.server_context = context  # lets the call's end tell a client cancellation
+        if not self._traced:
             return _NO_SPAN
-        middleware = context.get_middleware(self._span_key)
-        if middleware is None:
-            return _NO_SPAN
-        return trace.use_span(middleware.span, end_on_exit=False)
+        span = call_span(context)
+        return _NO_SPAN if span is None else trace.use_span(span, end_on_exit=False)
 
     def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
         try:
-            with self._span(context):
-                return guarded("ListFlights", self.methods.list_flights(context, criteria))
+            with self._enter(context):
+                return guarded("ListFlights", self.methods.list_flights(context, criteria), context)
         except Exception as e:
             reject("ListFlights", e)
 
@@ -86,7 +81,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.FlightInfo:
         try:
-            with self._span(context):
+            with self._enter(context):
                 return self.methods.get_flight_info(context, descriptor)
         except Exception as e:
             reject("GetFlightInfo", e)
@@ -95,7 +90,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.SchemaResult:
         try:
-            with self._span(context):
+            with self._enter(context):
                 return self.methods.get_schema(context, descriptor)
         except pyarrow.flight.FlightError as e:
             # pyarrow's GetSchema callback, unlike the other RPCs', does not turn Flight errors into
@@ -113,11 +108,9 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.FlightMetadataWriter,
     ) -> None:
-        if self._count_data:
-            reader = _counting(context, reader)
         try:
-            with self._span(context):
-                self.methods.do_put(context, descriptor, reader, writer)
+            with self._enter(context):
+                self.methods.do_put(context, descriptor, self._counting(context, reader), writer)
         except Exception as e:
             reject("DoPut", e)
 
@@ -125,22 +118,20 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
     ) -> pyarrow.flight.FlightDataStream:
         try:
-            with self._span(context):
+            with self._enter(context):
                 stream = self.methods.do_get(context, ticket)
         except Exception as e:
             reject("DoGet", e)
-        finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
-        if finalizer is not None:
-            finalizer.server_context = context  # lets the call's end tell a client cancellation
+        # a Table or RecordBatchReader returned as it is: streamed (and counted) by the server
         if isinstance(stream, pyarrow.Table):
+            finalizer = _finalizer(context)
             if finalizer is not None:
-                finalizer.count_sent(stream.num_rows, stream.nbytes)
+                finalizer.count_sent(stream.num_rows, stream.nbytes, once_complete=True)
             return pyarrow.flight.RecordBatchStream(stream)
         if isinstance(stream, pyarrow.RecordBatchReader):
-            batches: Any = stream
-            if finalizer is not None and self._count_data:
-                batches = counted_batches(stream, finalizer.count_sent)
-            return guarded_stream(stream.schema, batches)
+            finalizer = _finalizer(context) if self._count_data else None
+            batches = stream if finalizer is None else counted_batches(stream, finalizer.count_sent)
+            return guarded_stream(stream.schema, batches, context)
         return stream
 
     def do_exchange(
@@ -150,18 +141,16 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.MetadataRecordBatchWriter,
     ) -> None:
-        if self._count_data:
-            reader = _counting(context, reader)
         try:
-            with self._span(context):
-                self.methods.do_exchange(context, descriptor, reader, writer)
+            with self._enter(context):
+                self.methods.do_exchange(context, descriptor, self._counting(context, reader), writer)
         except Exception as e:
             reject("DoExchange", e)
 
     def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
         try:
-            with self._span(context):
-                return guarded("ListActions", self.methods.list_actions(context))
+            with self._enter(context):
+                return guarded("ListActions", self.methods.list_actions(context), context)
         except Exception as e:
             reject("ListActions", e)
 
@@ -169,7 +158,18 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
     ) -> Iterable[Any]:
         try:
-            with self._span(context):
-                return guarded("DoAction", self.methods.do_action(context, action))
+            with self._enter(context):
+                return guarded("DoAction", self.methods.do_action(context, action), context)
         except Exception as e:
             reject("DoAction", e)
+
+    def _counting(self, context: pyarrow.flight.ServerCallContext, reader: Any) -> Any:
+        if not self._count_data:
+            return reader
+        finalizer = _finalizer(context)
+        return reader if finalizer is None else CountingReader(reader, finalizer.count_received)
+
+
+def _finalizer(context: pyarrow.flight.ServerCallContext) -> CallFinalizer | None:
+    finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
+    return finalizer

@@ -83,8 +83,8 @@ def task_result_stream(
         raise
     # count what is sent for the gdfs_rpc_sent_* metrics: tables from their metadata, streams per batch
     if isinstance(data, pyarrow.Table):
-        finalizer.count_sent(data.num_rows, data.nbytes)
+        finalizer.count_sent(data.num_rows, data.nbytes, once_complete=True)
         return pyarrow.flight.RecordBatchStream(data)
     # a reader or iterable runs code (a cursor, a generator) while it streams: keep it behind the boundary
     schema = data.schema if isinstance(data, pyarrow.RecordBatchReader) else result.get_schema()
-    return guarded_stream(schema, counted_batches(data, finalizer.count_sent))
+    return guarded_stream(schema, counted_batches(data, finalizer.count_sent), context)
