@@ -190,7 +190,8 @@ class Database:
         """Create ``table`` from the data, or append the data if the table exists with the same columns.
 
         All or nothing: the data is loaded in one transaction, and a schema clash or a failure while
-        reading the data leaves the table as it was.
+        reading the data leaves the table as it was. (DoPut hands over data it read in full, so the
+        write lock is never held while a client is still uploading.)
         """
         if not _TABLE_NAME.fullmatch(table):
             raise ClientError(

@@ -46,7 +46,7 @@ _CLIENT_CHECK_SEC = 0.25
 _LOGGED_SQL_CHARS = 200
 
 ACTIONS: tuple[tuple[str, str], ...] = (
-    ("cancel", "Cancel a running query, or drop an unread result. Body: the task id (the ticket)."),
+    ("cancel", "Cancel a queued or running query. Body: the task id (the ticket)."),
     ("list-tables", "The tables with their row counts and columns, as JSON."),
     ("list-queries", "The queries that are queued or running, with their task ids, as JSON."),
 )
@@ -228,7 +228,16 @@ class SqlServiceMethods(gf.FlightServerMethods):
     ) -> None:
         with _client_errors():
             table = self._table_for(descriptor)
-            result = self._database.load(table, reader.to_reader())
+            # Read the whole upload before touching the database: a slow uploader then holds no
+            # lock, and a client that went away mid-stream (pyarrow ends the reader as if the
+            # stream were complete) is noticed before anything is stored.
+            data = reader.read_all()
+            if context.is_cancelled():
+                raise gf.ErrorInfo.for_reason(
+                    gf.ErrorCode.COMMAND_CANCELLED,
+                    f"The upload to '{table}' was interrupted; nothing was stored.",
+                ).to_cancelled_error()
+            result = self._database.load(table, data)
         self._metrics.rows_loaded.inc(result.rows_loaded)
         log.info("table_loaded", **dataclasses.asdict(result))
         writer.write(pyarrow.py_buffer(orjson.dumps(dataclasses.asdict(result))))
@@ -257,9 +266,16 @@ class SqlServiceMethods(gf.FlightServerMethods):
             raise ClientError("The body of 'cancel' must be a task id: the 32 hex digits of a ticket.")
         executor = self._ctx.task_executor
         known = executor.get_task_submitted_timestamp(task_id) is not None
-        cancelled = executor.cancel(task_id)
-        log.info("query_cancel_requested", task_id=task_id, known=known, cancelled=cancelled)
-        return {"task_id": task_id, "known": known, "cancelled": known and cancelled}
+        try:
+            finished = known and executor.wait_for_result(task_id, timeout=0) is not None
+        except gf.TaskWaitTimeoutError:
+            finished = False
+        # a finished query's result may be streaming to a client right now: it is left to expire
+        cancelled = known and not finished and executor.cancel(task_id)
+        log.info(
+            "query_cancel_requested", task_id=task_id, known=known, finished=finished, cancelled=cancelled
+        )
+        return {"task_id": task_id, "known": known, "finished": finished, "cancelled": cancelled}
 
     def _list_tables(self) -> list[dict[str, Any]]:
         return [
