@@ -74,6 +74,7 @@ class _Methods(gf.FlightServerMethods):
         return flight.RecordBatchStream(self.TABLE)
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        assert isinstance(reader, flight.MetadataRecordBatchReader), "counting must not change the type seen"
         reader.read_all()
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[bytes]:

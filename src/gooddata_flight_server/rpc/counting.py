@@ -35,8 +35,9 @@ def counted_reader(reader: pyarrow.RecordBatchReader, count: Count) -> pyarrow.R
 class CountingReader:
     """Stands in for the ``MetadataRecordBatchReader`` of DoPut/DoExchange and counts what is read.
 
-    The methods that return data are counted; everything else is the wrapped reader's. Code that
-    needs the real reader (an ``isinstance`` check, a C++ consumer) finds it in ``.reader``.
+    The methods that return data are counted; everything else is the wrapped reader's, and
+    ``isinstance`` checks see the wrapped reader's class. A C++ consumer that needs the real reader
+    object finds it in ``.reader``.
     """
 
     __slots__ = ("_count", "reader")
@@ -47,6 +48,11 @@ class CountingReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.reader, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        # isinstance(reader, MetadataRecordBatchReader) keeps answering as it does with metrics off
+        return type(self.reader)
 
     def read_chunk(self) -> Any:
         chunk = self.reader.read_chunk()
