@@ -395,8 +395,8 @@ class GoodDataFlightServer:
         timeout = self._config.shutdown_timeout_sec
         in_flight = self._in_flight
         log.info("server_draining", forced=what == FORCE, in_flight=in_flight.count, timeout_sec=timeout)
+        self._gate.state = Availability.SHUTTING_DOWN  # first: once not ready, no call gets through
         self._health.set_ready(False)
-        self._gate.state = Availability.SHUTTING_DOWN
         now = time.monotonic()
         deadline = now + timeout
         self._drain_deadline = deadline if what != FORCE else now

@@ -294,6 +294,7 @@ def test_calls_refused_while_draining_are_counted_unavailable() -> None:
         caller.start()
         assert methods.entered.wait(10)
         server.stop()
+        assert _wait_for(lambda: not server.health.is_ready()), "the drain began"
         with pytest.raises(flight.FlightUnavailableError):
             list(client.do_action(flight.Action("x", b"")))
         after = _samples(server)
