@@ -30,5 +30,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# The framework against raw pyarrow.flight, same run (~10-15 min, 2 cores); not part of `make test`.
+# Options: make bench BENCH_ARGS="--reps 3 --workloads doget,action_8" (see benchmarks/README.md).
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
