@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pyarrow
 import pyarrow.flight as flight
 import pytest
+import structlog
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
@@ -246,3 +248,30 @@ def test_get_schema_errors_lose_their_error_info_but_not_user_frames() -> None:
             client.get_schema(flight.FlightDescriptor.for_command(b"x"))
     assert "secret-schema-frame" in str(caught.value)
     assert "test_rpc_edge.py" not in str(caught.value)
+
+
+_LEAK: contextvars.ContextVar[str | None] = contextvars.ContextVar("leak", default=None)
+
+
+class _ContextUser(gf.FlightServerMethods):
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Any:
+        if action.type == "set":
+            _LEAK.set("from an earlier call")
+            structlog.contextvars.bind_contextvars(earlier="call")
+            return [b"set"]
+
+        def results() -> Iterator[bytes]:
+            yield str(_LEAK.get()).encode()
+            yield str(structlog.contextvars.get_contextvars().get("earlier")).encode()
+
+        return results()
+
+
+def test_context_variables_do_not_leak_between_calls() -> None:
+    """What one call binds in context variables is never visible to a later call on the same thread."""
+    with running_server(_ContextUser()) as server, _client(server) as client:
+        seen = set()
+        for _ in range(50):
+            list(client.do_action(flight.Action("set", b"")))
+            seen.update(r.body.to_pybytes() for r in client.do_action(flight.Action("get", b"")))
+    assert seen == {b"None"}

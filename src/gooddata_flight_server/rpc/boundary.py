@@ -12,6 +12,7 @@ source, so it cannot be guarded from here.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
@@ -58,24 +59,30 @@ def guarded(method: str, items: Iterable[Any], context: pyarrow.flight.ServerCal
 
 
 def _guard_iter(method: str, items: Iterator[Any], span: trace.Span | None) -> Iterator[Any]:
-    # pyarrow pulls each item on a fresh thread state after the handler returned: the span is made
-    # current again around every pull, so spans and log lines of the code behind it join the call
+    # pyarrow pulls each item after the handler returned, outside the handler's context: each pull
+    # runs in a copy of that context (what the handler bound stays visible, nothing leaks to other
+    # calls on the thread), and with the call's span made current again, so spans and log lines
+    # of the code behind it join the call
+    context = contextvars.copy_context()
     try:
-        if span is None:
-            yield from items
-            return
         while True:
-            with trace.use_span(span, end_on_exit=False):
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
+            try:
+                item = context.run(_next, items, span)
+            except StopIteration:
+                return
             yield item
     except Exception as e:
         if span is None:
             reject(method, e)
         with trace.use_span(span, end_on_exit=False):
             reject(method, e)
+
+
+def _next(items: Iterator[Any], span: trace.Span | None) -> Any:
+    if span is None:
+        return next(items)
+    with trace.use_span(span, end_on_exit=False):
+        return next(items)
 
 
 def guarded_stream(

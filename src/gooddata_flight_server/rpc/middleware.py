@@ -18,6 +18,7 @@ import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES, RpcMetrics
+from gooddata_flight_server.rpc._threadstate import pin_thread_state
 
 __all__ = [
     "CALL_FINALIZER_KEY",
@@ -58,6 +59,7 @@ class AvailabilityGate(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[
         self.state = Availability.NOT_READY
 
     def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
+        pin_thread_state()  # the first middleware of every call: see rpc/_threadstate.py
         state = self.state
         if state is Availability.SERVING:
             return None
