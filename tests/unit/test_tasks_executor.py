@@ -618,6 +618,7 @@ def test_task_runs_in_task_execution_span_under_submitter_span(monkeypatch: pyte
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     monkeypatch.setattr(_outcome, "_tracer", tracer)
+    monkeypatch.setattr(_outcome, "tracing_active", lambda: True)  # as when a server traces
     inner: list[trace.SpanContext] = []
 
     def run(_: Task) -> TaskResult:

@@ -36,7 +36,14 @@ from opentelemetry.trace.status import Status, StatusCode
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES
 from gooddata_flight_server.settings import OtelConfig, OtelExporterType
 
-__all__ = ["SPAN_MIDDLEWARE_KEY", "SpanMiddleware", "Tracing", "TracingMiddlewareFactory", "installed_switch"]
+__all__ = [
+    "SPAN_MIDDLEWARE_KEY",
+    "SpanMiddleware",
+    "Tracing",
+    "TracingMiddlewareFactory",
+    "installed_switch",
+    "tracing_active",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +121,15 @@ class _ProviderSwitch(trace.TracerProvider):
 
 
 _SWITCH = _ProviderSwitch()
+
+
+def tracing_active() -> bool:
+    """Whether spans started now would be recorded by someone: a running server's provider, or a
+    provider the application set itself."""
+    provider = trace.get_tracer_provider()
+    if provider is _SWITCH:
+        return _SWITCH.current is not None
+    return not isinstance(provider, trace.ProxyTracerProvider)
 
 
 def installed_switch() -> _ProviderSwitch | None:

@@ -19,6 +19,7 @@ import structlog
 from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.tracing import tracing_active
 from gooddata_flight_server.tasks.results import (
     FlightDataTaskResult,
     ListFlightsTaskResult,
@@ -127,16 +128,19 @@ def execute_task(task: Task) -> TaskExecutionResult:
     """Run the task; called inside the submitter's copied context, so binding here stays here."""
     structlog.contextvars.bind_contextvars(task_id=task.task_id)
     started = time.monotonic()
-    with _tracer.start_as_current_span(
-        "task_execution",
-        attributes={"task_id": task.task_id},
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
+    if not tracing_active():  # a no-op span still costs a context attach/detach per task
         outcome = _run(task)
-        if outcome.error is not None:
-            span.set_status(trace.StatusCode.ERROR, outcome.error.error_info.msg)
-        span.set_attribute("task_outcome", _outcome_name(outcome))
+    else:
+        with _tracer.start_as_current_span(
+            "task_execution",
+            attributes={"task_id": task.task_id},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            outcome = _run(task)
+            if outcome.error is not None:
+                span.set_status(trace.StatusCode.ERROR, outcome.error.error_info.msg)
+            span.set_attribute("task_outcome", _outcome_name(outcome))
     if _debug_enabled():
         log.debug(
             "task_cancelled" if outcome.cancelled else "task_finished",

@@ -8,8 +8,8 @@ returning a result, returning a :class:`TaskError`, or raising.
 from __future__ import annotations
 
 import abc
+import os
 import threading
-import uuid
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING
 
@@ -112,7 +112,7 @@ class Task(abc.ABC):
 
     def __init__(self, cmd: bytes, cancellable: bool = True, task_id: str | None = None) -> None:
         self._cmd = cmd
-        self._task_id = uuid.uuid4().hex if task_id is None else task_id
+        self._task_id = os.urandom(16).hex() if task_id is None else task_id  # 32 hex digits
         self._cancellable = cancellable
         self._cancelled = False
         self._lock = threading.Lock()
