@@ -57,6 +57,7 @@ log = structlog.get_logger(__name__)
 
 
 _TASK_GRACE_SEC = 5.0  # part of the drain deadline left to calls whose tasks were cancelled
+_LINGER_SEC = 0.2  # how long refusals go on after the drain, while clients still call
 _SIGNAL_CHECK_SEC = 0.2  # how often a main thread waiting for the server looks for a forced stop
 _GATE_KEY = "_gdfs_gate"
 
@@ -409,6 +410,10 @@ class GoodDataFlightServer:
                 log.info("drain_cancelling_tasks", in_flight=in_flight.count)
                 self._task_executor.stop()
                 what = wakeup.wait_for((IDLE, FORCE), deadline)
+        if what == IDLE and self._gate.refused_while_draining:
+            # clients are still calling: let them hear SHUTTING_DOWN a little longer, because once
+            # gRPC shuts down it cancels what arrives (CANCELLED is not a status clients retry on)
+            what = wakeup.wait_for((FORCE,), min(deadline, time.monotonic() + _LINGER_SEC)) or IDLE
         # with nothing in flight this is quick; past the deadline it waits for stuck calls in the background
         self._listener.begin_drain(lambda: wakeup.post(DRAINED))
         if what == IDLE:

@@ -57,6 +57,7 @@ class AvailabilityGate(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[
     def __init__(self) -> None:
         super().__init__()
         self.state = Availability.NOT_READY
+        self.refused_while_draining = 0  # approximate (unlocked): only "any or none" matters
 
     def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
         pin_thread_state()  # the first middleware of every call: see rpc/_threadstate.py
@@ -67,6 +68,7 @@ class AvailabilityGate(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[
             raise ErrorInfo.for_reason(
                 ErrorCode.NOT_READY, "The server is starting up and not ready to serve yet; retry shortly."
             ).to_unavailable_error()
+        self.refused_while_draining += 1
         raise ErrorInfo.for_reason(
             ErrorCode.SHUTTING_DOWN, "The server is shutting down; retry on another server."
         ).to_unavailable_error()
