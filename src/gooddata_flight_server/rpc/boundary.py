@@ -59,10 +59,9 @@ def guarded(method: str, items: Iterable[Any], context: pyarrow.flight.ServerCal
 
 
 def _guard_iter(method: str, items: Iterator[Any], span: trace.Span | None) -> Iterator[Any]:
-    # pyarrow pulls each item after the handler returned, outside the handler's context: each pull
-    # runs in a copy of that context (what the handler bound stays visible, nothing leaks to other
-    # calls on the thread), and with the call's span made current again, so spans and log lines
-    # of the code behind it join the call
+    # pyarrow pulls each item after the handler returned, each time on a fresh thread state: each
+    # pull runs in a copy of the handler's context (what the handler bound stays visible) with the
+    # call's span made current again, so spans and log lines of the code behind it join the call
     context = contextvars.copy_context()
     try:
         while True:

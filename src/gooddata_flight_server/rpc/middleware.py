@@ -18,7 +18,6 @@ import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES, RpcMetrics
-from gooddata_flight_server.rpc._threadstate import pin_thread_state
 
 __all__ = [
     "CALL_FINALIZER_KEY",
@@ -60,7 +59,6 @@ class AvailabilityGate(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[
         self.refused_while_draining = 0  # approximate (unlocked): only "any or none" matters
 
     def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
-        pin_thread_state()  # the first middleware of every call: see rpc/_threadstate.py
         state = self.state
         if state is Availability.SERVING:
             return None

@@ -9,10 +9,8 @@ are on) what data moved and how to tell a client cancellation.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import functools
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow
 import pyarrow.flight
@@ -26,19 +24,6 @@ from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinali
 __all__ = ["FlightService"]
 
 _NO_SPAN = contextlib.nullcontext()
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _in_fresh_context(handler: _F) -> _F:
-    """Run the handler in a context of its own: gRPC threads keep their Python thread state (see
-    rpc/_threadstate.py), so context variables a call binds must not reach the thread's next call."""
-
-    @functools.wraps(handler)
-    def isolated(*args: Any) -> Any:
-        return contextvars.Context().run(handler, *args)
-
-    return cast(_F, isolated)
 
 
 class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
@@ -85,7 +70,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         span = call_span(context)
         return _NO_SPAN if span is None else trace.use_span(span, end_on_exit=False)
 
-    @_in_fresh_context
     def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
         try:
             with self._enter(context):
@@ -93,7 +77,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("ListFlights", e)
 
-    @_in_fresh_context
     def get_flight_info(
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.FlightInfo:
@@ -103,7 +86,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("GetFlightInfo", e)
 
-    @_in_fresh_context
     def get_schema(
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.SchemaResult:
@@ -119,7 +101,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("GetSchema", e)
 
-    @_in_fresh_context
     def do_put(
         self,
         context: pyarrow.flight.ServerCallContext,
@@ -133,7 +114,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("DoPut", e)
 
-    @_in_fresh_context
     def do_get(
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
     ) -> pyarrow.flight.FlightDataStream:
@@ -154,7 +134,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             return guarded_stream(stream.schema, batches, context)
         return stream
 
-    @_in_fresh_context
     def do_exchange(
         self,
         context: pyarrow.flight.ServerCallContext,
@@ -168,7 +147,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("DoExchange", e)
 
-    @_in_fresh_context
     def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
         try:
             with self._enter(context):
@@ -176,7 +154,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         except Exception as e:
             reject("ListActions", e)
 
-    @_in_fresh_context
     def do_action(
         self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
     ) -> Iterable[Any]:
