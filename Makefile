@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo_client.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
 

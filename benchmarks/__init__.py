@@ -1,0 +1,1 @@
+"""On-demand benchmarks: this framework against raw ``pyarrow.flight`` (``make bench``)."""
