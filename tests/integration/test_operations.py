@@ -98,8 +98,9 @@ def test_health_endpoints_follow_the_lifecycle() -> None:
         caller = threading.Thread(target=lambda: list(client.do_action(flight.Action("block", b""))))
         caller.start()
         assert methods.entered.wait(10)
-        server.stop()
-        assert _status(f"{base}/ready") == 500, "readiness must drop as soon as the drain begins"
+        server.stop()  # asynchronous: the server thread begins the drain
+        assert _wait_for(lambda: _status(f"{base}/ready") == 500), "readiness drops once the drain begins"
+        assert methods.entered.is_set() and not server.wait_for_stop(0), "while the call still runs"
         assert _status(f"{base}/live") == 202
         methods.release.set()
         caller.join(10)
