@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from gooddata_flight_server._background_http import BackgroundHttp, bind_or_explain
+
 __all__ = ["HealthCheckServer", "ModuleHealthStatus", "ServerHealthMonitor"]
 
 log = structlog.get_logger(__name__)
@@ -78,9 +80,6 @@ class ServerHealthMonitor:
         self._ready = ready
 
 
-_POLL_INTERVAL_SEC = 0.05  # how soon serve_forever notices a shutdown request
-
-
 class _HealthHandler(http.server.BaseHTTPRequestHandler):
     """``GET /ready`` and ``GET /live``: 202 when healthy, 500 when not; anything else 404."""
 
@@ -122,35 +121,23 @@ class HealthCheckServer:
         self._monitor = monitor
         self._host = host
         self._port = port
-        self._httpd: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served: BackgroundHttp | None = None
 
     @property
     def port(self) -> int:
-        assert self._httpd is not None, "health check server not started"
-        return int(self._httpd.server_address[1])
+        assert self._served is not None, "health check server not started"
+        return self._served.port
 
     def start(self) -> None:
         handler = type("HealthHandler", (_HealthHandler,), {"monitor": self._monitor})
-        try:
-            server_class = _HttpServer6 if ":" in self._host else http.server.ThreadingHTTPServer
-            self._httpd = server_class((self._host, self._port), handler)
-        except OSError as e:
-            raise OSError(
-                f"cannot bind the health check endpoint to {self._host}:{self._port}: {e.strerror}"
-            ) from e
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(_POLL_INTERVAL_SEC,), name="gdfs-health", daemon=True
+        server_class = _HttpServer6 if ":" in self._host else http.server.ThreadingHTTPServer
+        httpd = bind_or_explain(
+            "health check", self._host, self._port, lambda: server_class((self._host, self._port), handler)
         )
-        self._thread.start()
+        self._served = BackgroundHttp(httpd, "gdfs-health")
         log.info("health_check_listening", host=self._host, port=self.port)
 
     def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = None
+        served, self._served = self._served, None
+        if served is not None:
+            served.stop()
