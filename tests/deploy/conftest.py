@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -79,10 +78,9 @@ class ContainerSettings:
 
 @pytest.fixture
 def container_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContainerSettings]:
-    """The settings a replica runs with: the ConfigMap's TOML plus the Deployment's environment."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
+    """The settings a replica runs with: the ConfigMap's TOML plus the Deployment's environment.
+
+    (The root conftest already hides the developer's GOODDATA_FLIGHT_* variables.)"""
     env = {entry["name"]: sample_env_value(entry) for entry in container()["env"]}
     for name, value in env.items():
         monkeypatch.setenv(name, value)

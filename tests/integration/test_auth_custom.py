@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -80,14 +79,6 @@ ROLE_SETTINGS: dict[str, dict[str, Any]] = {
         }
     }
 }
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide the developer's GOODDATA_FLIGHT_* variables from the servers."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +19,6 @@ import gooddata_flight_server as gf
 from gooddata_flight_server.settings import ConfigError
 from gooddata_flight_server.testing import running_server
 from tests.conftest import LogFile
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide the developer's GOODDATA_FLIGHT_* variables from the servers."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")

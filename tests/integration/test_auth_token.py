@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "server": {"authentication_method": "token"},
     "enumerated_tokens": {"tokens": [TOKEN, OTHER]},
 }
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide the developer's GOODDATA_FLIGHT_* variables (tokens especially) from the servers."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
 
 
 class Methods(gf.FlightServerMethods):

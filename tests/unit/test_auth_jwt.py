@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -32,14 +31,6 @@ SECRET = "a-shared-hmac-secret-of-at-least-32-bytes!"
 
 def env(key: str) -> str:
     return f"GOODDATA_FLIGHT_JWT_TOKENS__{key.upper()}"
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide the developer's GOODDATA_FLIGHT_* variables from Dynaconf."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -55,14 +54,6 @@ class MyCustomTokenVerification(gf.TokenVerificationStrategy):
 """
 
 STRATEGY_BASE = "from gooddata_flight_server.auth.strategy import TokenVerificationStrategy as Base\n"
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide the developer's GOODDATA_FLIGHT_* variables from Dynaconf."""
-    for name in list(os.environ):
-        if name.startswith("GOODDATA_FLIGHT_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
