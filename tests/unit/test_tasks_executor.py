@@ -181,6 +181,9 @@ def test_wait_timeout_raises_with_task_id_and_cmd() -> None:
         with pytest.raises(TaskWaitTimeoutError) as e:
             executor.wait_for_result(task.task_id, timeout=0.01)
         assert (e.value.task_id, e.value.cmd) == (task.task_id, b"blocking")
+        # a TimeoutError, as in the original package: services catch it as one
+        with pytest.raises(TimeoutError):
+            executor.wait_for_result(task.task_id, timeout=0.01)
         task.release.set()
         assert _done(executor, task).result is not None
 
@@ -194,12 +197,13 @@ def test_duplicate_task_id_is_refused() -> None:
 
 
 def test_submitted_timestamp() -> None:
-    """The submitted timestamp is the wall clock time of submit; None for unknown ids."""
+    """The submitted timestamp is a perf_counter reading taken at submit (services compare it with
+    perf_counter for their call deadlines, as with the original package); None for unknown ids."""
     with _executor() as executor:
         task = _table_task()
-        before = time.time()
+        before = time.perf_counter()
         executor.submit(task)
-        after = time.time()
+        after = time.perf_counter()
         stamp = executor.get_task_submitted_timestamp(task.task_id)
         assert stamp is not None and before <= stamp <= after
         assert executor.get_task_submitted_timestamp("nope") is None

@@ -41,9 +41,10 @@ log = structlog.get_logger(__name__)
 _debug_enabled = functools.partial(logging.getLogger(__name__).isEnabledFor, logging.DEBUG)
 
 
-class TaskWaitTimeoutError(Exception):
+class TaskWaitTimeoutError(TimeoutError):
     """:meth:`TaskExecutor.wait_for_result` gave up before the task finished; the task goes on.
 
+    A ``TimeoutError``, as in the original package: services wait with ``except TimeoutError:``.
     Carries what a service needs to answer with a POLL error and let the client come back later.
     """
 
@@ -83,7 +84,11 @@ class TaskExecutor(abc.ABC):
 
     @abc.abstractmethod
     def get_task_submitted_timestamp(self, task_id: str) -> float | None:
-        """When the task was submitted (``time.time()``), or None for an unknown id."""
+        """When the task was submitted, as a ``time.perf_counter()`` reading; None for an unknown id.
+
+        The clock is the original package's: services (FlexConnect among them) compare it with
+        ``time.perf_counter()`` to enforce a deadline on the whole call.
+        """
 
 
 class TaskExecutorConfig(Protocol):
@@ -112,12 +117,12 @@ class _Entry:
     """Everything the executor knows about one task; the ``done`` event makes waiting race-free
     because a waiter holds the entry itself, not a dict lookup that eviction could undo."""
 
-    __slots__ = ("context", "done", "outcome", "state", "submitted_at", "submitted_mono", "task")
+    __slots__ = ("context", "done", "outcome", "state", "submitted_mono", "submitted_perf", "task")
 
     def __init__(self, task: Task, context: contextvars.Context) -> None:
         self.task = task
         self.context = context
-        self.submitted_at = time.time()
+        self.submitted_perf = time.perf_counter()
         self.submitted_mono = time.monotonic()
         self.state = _State.QUEUED
         self.outcome: TaskExecutionResult | None = None
@@ -302,7 +307,7 @@ class ThreadTaskExecutor(TaskExecutor):
 
     def get_task_submitted_timestamp(self, task_id: str) -> float | None:
         entry = self._tasks.get(task_id)
-        return None if entry is None else entry.submitted_at
+        return None if entry is None else entry.submitted_perf
 
     # -- metrics source -----------------------------------------------------------------------------
 
