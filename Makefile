@@ -36,5 +36,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# sample-config.toml is generated from the settings declared in src/gooddata_flight_server/settings.py
+.PHONY: sample-config
+sample-config: $(STAMP)
+	$(BIN)/python -m gooddata_flight_server._sample_config > sample-config.toml
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

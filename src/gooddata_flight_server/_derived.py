@@ -21,7 +21,8 @@ def url_host(host: str | None) -> str:
 
 def reachable_without_auth(config: ServerConfig) -> bool:
     """True when anyone on the network may call the server: no auth, no mTLS, not loopback only."""
-    unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not config.use_mtls
+    mutual_tls = config.tls_root_cert is not None  # read only when use_tls and use_mtls are both on
+    unauthenticated = config.authentication_method is AuthenticationMethod.NoAuth and not mutual_tls
     return unauthenticated and not is_loopback(config.listen_host)
 
 

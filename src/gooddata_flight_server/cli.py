@@ -86,7 +86,7 @@ def _start(args: argparse.Namespace) -> int:
     except ConfigError as e:
         problems = "; ".join(e.problems)
         return _fail(EXIT_USAGE, f"invalid configuration: {problems}", e, debug)
-    except LoggingConfigError as e:
+    except (LoggingConfigError, LoadError) as e:
         return _fail(EXIT_USAGE, _one_line(e), e, debug)
     server.start()
     try:

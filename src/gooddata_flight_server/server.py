@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
@@ -22,9 +22,11 @@ import pyarrow.flight
 import structlog
 
 from gooddata_flight_server._derived import loggable, reachable_without_auth, url_host
+from gooddata_flight_server._settings_load import read_settings, settings_from
 from gooddata_flight_server._version import __version__
 from gooddata_flight_server._wakeup import DRAINED, FORCE, IDLE, STOP, Wakeup
 from gooddata_flight_server.auth.middleware import AUTH_TOKEN_KEY, TokenAuthMiddlewareFactory
+from gooddata_flight_server.auth.strategy import check_strategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.health import HealthCheckServer, ServerHealthMonitor
 from gooddata_flight_server.housekeeping import MemoryHousekeeping
@@ -48,7 +50,7 @@ from gooddata_flight_server.rpc.middleware import (
     CountingRejections,
     InFlightCalls,
 )
-from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig, load_settings
+from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig, config_warnings
 from gooddata_flight_server.tasks import TaskExecutor, ThreadTaskExecutor
 
 __all__ = ["GoodDataFlightServer", "create_server"]
@@ -87,13 +89,15 @@ class GoodDataFlightServer:
 
     def __init__(
         self,
-        methods: FlightServerMethods | FlightServerMethodsFactory,
         settings: Any,
         config: ServerConfig,
+        methods: FlightServerMethods | FlightServerMethodsFactory,
+        config_problems: Sequence[str] = (),
     ) -> None:
         self._methods = methods
         self._settings = settings
         self._config = config
+        self._config_warnings = tuple(config_problems)
         self._health = ServerHealthMonitor()
         self._gate = AvailabilityGate()
         self._in_flight = InFlightCalls()
@@ -334,6 +338,8 @@ class GoodDataFlightServer:
     def _startup(self, stack: contextlib.ExitStack) -> None:
         config = self._config
         log.info("server_starting", config=loggable(config))
+        for warning in self._config_warnings:
+            log.warning("config_warning", problem=warning)
         if reachable_without_auth(config):
             log.warning(
                 "insecure_bind",
@@ -351,7 +357,7 @@ class GoodDataFlightServer:
             self._rpc_metrics.state.track(self._in_flight)
             stack.callback(self._rpc_metrics.state.untrack, self._in_flight)
         port = self._listener.port
-        advertise_port = config.advertise_port or port
+        advertise_port = config.advertise_port or port  # 0 when listen_port is 0: the bound port
         scheme = "grpc+tls" if config.use_tls else "grpc+tcp"
         self._location = pyarrow.flight.Location(
             f"{scheme}://{url_host(config.advertise_host)}:{advertise_port}"
@@ -434,23 +440,35 @@ def create_server(
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = True,
     *,
+    config: ServerConfig | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
     setup_logging: bool = True,
 ) -> GoodDataFlightServer:
     """Read the configuration (files, then environment), set up logging and build a server.
 
     Configuration is read afresh on every call, so a process may create many servers. Invalid
-    settings raise ``ConfigError`` listing every problem at once. Logging is process-wide: with
-    ``setup_logging=False`` the logging and structlog setup already in place is left alone (tests
-    capturing logs with ``caplog`` or ``structlog.testing`` want that).
+    settings raise ``ConfigError`` listing every problem at once. ``settings`` adds sections in
+    code (``{"my_service": {"opt1": "x"}}``, ``{"server": {"listen_port": 0}}``), merged over the
+    files; the environment still wins. ``config`` is the server's configuration built in code: then
+    ``[server]`` settings from files, ``settings`` and the environment are not used (other
+    sections still are, through ``ctx.settings``).
+
+    Logging is process-wide: with ``setup_logging=False`` the logging and structlog setup already
+    in place is left alone (tests capturing logs with ``caplog`` or ``structlog.testing`` want that).
     """
     if not isinstance(methods, FlightServerMethods) and not callable(methods):
         raise TypeError(
             "methods must be a FlightServerMethods or a factory taking ServerContext, "
             f"got {type(methods).__name__}"
         )
-    settings, config = load_settings(config_files)
+    if config is None:
+        dynaconf, config, problems = read_settings(config_files, settings)
+    else:
+        dynaconf, problems = settings_from(config_files, settings), tuple(config_warnings(config))
+    if config.authentication_method is AuthenticationMethod.Token and config.token_verification:
+        check_strategy(config.token_verification, dynaconf)  # bad settings fail here, before any bind
     if not setup_logging:
-        return GoodDataFlightServer(methods, settings, config)
+        return GoodDataFlightServer(dynaconf, config, methods, problems)
     configure_logging(
         logging_config=logging_config,
         dev_log=dev_log,
@@ -458,4 +476,4 @@ def create_server(
         trace_keys=config.log_trace_keys,
         add_trace_context=config.otel_config.exporter_type is not None,
     )
-    return GoodDataFlightServer(methods, settings, config)
+    return GoodDataFlightServer(dynaconf, config, methods, problems)

@@ -1,46 +1,44 @@
-"""Configuration: TOML files plus ``GOODDATA_FLIGHT_*`` environment variables -> frozen ``ServerConfig``.
+"""The server's configuration: frozen objects with one place per setting.
 
-This is the only module that touches Dynaconf and ``os.environ``; everything else receives the
-frozen objects built here (and user code gets the Dynaconf object for its own sections).
+Every ``[server]`` setting is a field of :class:`ServerConfig` (OpenTelemetry's of
+:class:`OtelConfig`) declared with :func:`_setting`: its default, its name in the ``[server]``
+section (and so its ``GOODDATA_FLIGHT_SERVER__*`` environment variable), its kind (how values are
+read and checked) and its documentation. ``sample-config.toml`` is generated from these
+declarations (``_sample_config.py``) and a test keeps the two equal.
 
-How a configuration is put together, and why:
+The objects validate themselves when they are built, whether from files and the environment
+(``load_settings``) or directly in Python::
 
-- Config files are TOML. We read and merge them ourselves rather than through Dynaconf's
-  ``settings_files`` so that a missing file, a directory or a syntax error is reported against that
-  file, so that a relative name is never searched for in parent directories, and so that no
-  ``dynaconf_hooks.py`` or ``*.local.toml`` next to a file is picked up behind the user's back.
-- Later files override earlier ones key by key: tables merge recursively, every other value
-  (lists included) is replaced. Dynaconf's own ``merge_enabled`` would concatenate lists, so a
-  token list set in the environment would be appended to the one in a file instead of replacing it.
-- The merged files are handed to ``Dynaconf`` as its initial values; Dynaconf then applies the
-  environment on top (``GOODDATA_FLIGHT_{SECTION}__{KEY}``, values parsed as TOML). Dynaconf's own
-  value tokens (``@format``, ``@int``, ``@read_file``, ``@none`` ...) keep working in both places.
-- ``@/path/to/file.pem`` is our notation for TLS material. Dynaconf only rewrites a value whose
-  first word is one of its tokens, so ``@`` followed by a path reaches us intact from files and env.
-- A fresh Dynaconf is built on every call: many servers may run in one process and nothing is
-  cached between them. Nothing happens at import time.
+    config = gf.ServerConfig(listen_port=0, task_threads=4)
+
+Any accepted spelling is normalised (``"17001"`` -> 17001, ``"yes"`` -> True, ``"token"`` ->
+``AuthenticationMethod.Token``); every invalid value is reported at once in a :class:`ConfigError`
+naming the setting and its environment variable. Field names follow the original package
+(``use_mutual_tls``, ``extract_context_from_headers``); ``use_mtls`` and ``extract_context`` are
+read-only aliases.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 import socket
-import sys
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from types import MappingProxyType
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from dynaconf import Dynaconf, default_settings
-
-from gooddata_flight_server._settings_parse import ENV_PREFIX, FrozenMap, SectionReader, show
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Dynaconf vendors tomli as tomllib; reusing it avoids a dependency just for Python 3.10
-    from dynaconf.vendor import tomllib
+from gooddata_flight_server._settings_parse import (
+    BadValue,
+    Flag,
+    FrozenMap,
+    Integer,
+    Kind,
+    NameMap,
+    Number,
+    OneOf,
+    Pem,
+    Text,
+    env_var_name,
+)
 
 __all__ = [
     "AuthenticationMethod",
@@ -48,14 +46,18 @@ __all__ = [
     "OtelConfig",
     "OtelExporterType",
     "ServerConfig",
-    "load_settings",
+    "SettingSpec",
+    "config_warnings",
+    "setting_specs",
 ]
 
 SERVER_SECTION = "server"
 TRACE_KEYS = ("trace_id", "span_id", "parent_span_id")
 """Log keys that ``log_trace_keys`` may rename."""
+DEFAULT_TOKEN_VERIFICATION = "EnumeratedTokenVerification"
 
 _MASK = b"<masked>"
+_MAX_PORT = 65535
 
 
 class AuthenticationMethod(enum.Enum):
@@ -68,59 +70,6 @@ class OtelExporterType(enum.Enum):
     OtlpHttp = "otlp-http"
     OtlpGrpc = "otlp-grpc"
     Console = "console"
-
-
-@dataclasses.dataclass(frozen=True)
-class OtelConfig:
-    """OpenTelemetry settings; ``exporter_type`` None means tracing is a no-op."""
-
-    exporter_type: OtelExporterType | None
-    service_name: str | None
-    service_namespace: str | None
-    service_instance_id: str | None
-    extract_context: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerConfig:
-    """Validated ``[server]`` settings; see sample-config.toml for what each one means.
-
-    TLS material is left out of ``repr`` so that logging the config by accident cannot leak a
-    private key; use ``without_tls()`` before dumping it field by field (e.g. ``dataclasses.asdict``).
-    """
-
-    listen_host: str
-    listen_port: int
-    advertise_host: str
-    advertise_port: int | None
-    """None: advertise the port actually bound (matters when listen_port is 0)."""
-    use_tls: bool
-    use_mtls: bool
-    tls_cert_and_key: tuple[bytes, bytes] | None = dataclasses.field(repr=False)
-    tls_root_cert: bytes | None = dataclasses.field(repr=False)
-    authentication_method: AuthenticationMethod
-    token_header_name: str | None
-    token_verification: str | None
-    task_threads: int
-    task_close_threads: int
-    task_result_ttl_sec: float
-    task_queue_size: int
-    """0: unbounded."""
-    metrics_host: str | None
-    metrics_port: int
-    health_check_host: str | None
-    health_check_port: int
-    malloc_trim_interval_sec: float
-    log_event_key_name: str
-    log_trace_keys: Mapping[str, str]
-    otel_config: OtelConfig
-    shutdown_timeout_sec: float
-
-    def without_tls(self) -> ServerConfig:
-        """A copy whose certificate, key and root certificate are replaced by a marker."""
-        cert_and_key = (_MASK, _MASK) if self.tls_cert_and_key is not None else None
-        root_cert = _MASK if self.tls_root_cert is not None else None
-        return dataclasses.replace(self, tls_cert_and_key=cert_and_key, tls_root_cert=root_cert)
 
 
 class ConfigError(Exception):
@@ -136,217 +85,448 @@ class ConfigError(Exception):
         return "\n".join([header, *(f"  - {problem}" for problem in self.problems)])
 
 
-# The one place that lists the [server] settings and their defaults. None means "not set"; the
-# settings whose default depends on other settings (advertise_host, token_verification) are
-# resolved in _server_config.
-_SERVER_DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {
-        "listen_host": "127.0.0.1",
-        "listen_port": 17001,
-        "advertise_host": None,
-        "advertise_port": None,
-        "use_tls": False,
-        "use_mtls": False,
-        "tls_certificate": None,
-        "tls_private_key": None,
-        "tls_root_certificate": None,
-        "authentication_method": AuthenticationMethod.NoAuth,
-        "token_header_name": None,
-        "token_verification": None,
-        "task_threads": 32,
-        "task_close_threads": 2,
-        "task_result_ttl_sec": 60.0,
-        "task_queue_size": 0,
-        "metrics_host": None,
-        "metrics_port": 17101,
-        "health_check_host": None,
-        "health_check_port": 8877,
-        "malloc_trim_interval_sec": 30.0,
-        "log_event_key_name": "event",
-        "log_trace_keys": {},
-        "otel_exporter_type": None,
-        "otel_service_name": None,
-        "otel_service_namespace": None,
-        "otel_service_instance_id": None,
-        "otel_extract_context": False,
-        "shutdown_timeout_sec": 30.0,
-    }
-)
-_DEFAULT_TOKEN_VERIFICATION = "EnumeratedTokenVerification"
-_MAX_PORT = 65535
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    """What one field of a config object is, as a setting.
 
-
-def load_settings(config_files: Sequence[str | os.PathLike[str]] = ()) -> tuple[Dynaconf, ServerConfig]:
-    """Read the config files and the environment afresh, validate ``[server]``, return both views.
-
-    The Dynaconf object gives user code its own sections (``settings.get("my_service.opt1")``).
-    Raises ConfigError listing every problem: unreadable files first (nothing else is checked
-    then, to avoid a cascade of problems caused by settings that were never read), otherwise
-    every invalid ``[server]`` setting at once.
+    ``keys`` are its names in ``[server]`` (two for the TLS certificate and key pair); ``docs`` one
+    paragraph per key; ``default_doc`` describes a default that is not a plain value; ``example``
+    the value shown in sample-config.toml when it should differ from the default.
     """
-    if isinstance(config_files, (str, os.PathLike)):  # a lone path is a common slip; str is a Sequence
-        config_files = (config_files,)
-    file_values, problems = _read_config_files(config_files)
-    if problems:
-        raise ConfigError(problems)
-    settings = Dynaconf(
-        **{key.upper(): value for key, value in file_values.items()},
-        envvar_prefix=ENV_PREFIX,
-        environments=False,
-        load_dotenv=False,
-    )
-    try:
-        # Dynaconf loads lazily; this access reads the environment and applies value tokens.
-        raw_section = settings.get(SERVER_SECTION)
-    except Exception as e:  # Dynaconf raises assorted types for a bad @token (parse, format, type errors)
-        # the exception's text may quote a value, and values may be secrets: name the suspects only
-        suspects = sorted(
-            k for k, v in os.environ.items() if k.startswith(f"{ENV_PREFIX}_") and v.lstrip()[:1] == "@"
-        )
-        where = f"; variables with @tokens: {', '.join(suspects)}" if suspects else ""
-        message = (
-            f"cannot load settings ({type(e).__name__}): check Dynaconf @tokens in files and variables{where}"
-        )
-        raise ConfigError([message]) from None
-    section = _plain_section(raw_section, problems)
-    config = _server_config(section, problems)
-    if problems:
-        raise ConfigError(problems)
-    return settings, config
+
+    keys: tuple[str, ...]
+    kind: Kind[Any]
+    group: str
+    docs: tuple[str, ...]
+    default_doc: str | None = None
+    examples: tuple[str | None, ...] = ()
+    only_when: tuple[str, ...] = ()
+    """Boolean fields that must all be true for this setting to be read at all (else it is None)."""
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+    def problem(self, message: str, key: str | None = None) -> str:
+        name = key or self.key
+        return f"{SERVER_SECTION}.{name}: {message} (env {env_var_name(SERVER_SECTION, name)})"
 
 
-def _read_config_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[dict[str, Any], list[str]]:
-    merged: dict[str, Any] = {}
+def _setting(
+    default: Any,
+    key: str | tuple[str, ...],
+    kind: Kind[Any],
+    group: str,
+    doc: str | tuple[str, ...],
+    *,
+    default_doc: str | None = None,
+    example: str | tuple[str | None, ...] | None = None,
+) -> Any:
+    keys = (key,) if isinstance(key, str) else key
+    docs = (doc,) if isinstance(doc, str) else doc
+    examples = example if isinstance(example, tuple) else (example,)
+    spec = SettingSpec(keys, kind, group, docs, default_doc, examples)
+    return dataclasses.field(default=default, metadata={"setting": spec})
+
+
+def setting_specs(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], SettingSpec]]:
+    """The fields of a config class that are settings, with their specs, in declaration order."""
+    for field in dataclasses.fields(cls):
+        spec = field.metadata.get("setting")
+        if spec is not None:
+            yield field, spec
+
+
+def _validate(obj: Any) -> list[str]:
+    """Coerce every setting field of a frozen config object in place; the problems found."""
     problems: list[str] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_dir():
-            problems.append(f"config file '{path}': is a directory")
+    for field, spec in setting_specs(type(obj)):
+        if not all(getattr(obj, gate) is True for gate in spec.only_when):
+            object.__setattr__(obj, field.name, None)  # not read: a stale value must not fail the config
             continue
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            problems.append(f"config file '{path}': does not exist")
-            continue
-        except (OSError, UnicodeDecodeError) as e:
-            problems.append(f"config file '{path}': cannot be read: {getattr(e, 'strerror', None) or e}")
-            continue
-        except tomllib.TOMLDecodeError as e:
-            problems.append(f"config file '{path}': invalid TOML: {e}")
-            continue
-        problems.extend(
-            f"config file '{path}': top-level key '{key}' is reserved for Dynaconf's own options; "
-            f"put settings in a section such as [my_service]"
-            for key in data
-            if _reserved_by_dynaconf(key)
+            value = spec.kind.coerce(getattr(obj, field.name))
+        except BadValue as e:
+            problems.append(spec.problem(str(e), spec.keys[e.part]))
+            value = field.default
+        object.__setattr__(obj, field.name, value)
+    return problems
+
+
+_OTEL = "OpenTelemetry tracing"
+
+
+@dataclasses.dataclass(frozen=True)
+class OtelConfig:
+    """OpenTelemetry settings; ``exporter_type`` None means tracing is a no-op."""
+
+    exporter_type: OtelExporterType | None = _setting(
+        None,
+        "otel_exporter_type",
+        OneOf(OtelExporterType, none_word="none"),
+        _OTEL,
+        'Span exporter: "none", "zipkin", "otlp-http", "otlp-grpc" or "console". The exporters come with '
+        "the package extras otel-exporter-zipkin, otel-exporter-otlp-http and otel-exporter-otlp-grpc.",
+        default_doc='"none" (tracing is a no-op)',
+        example='"otlp-grpc"',
+    )
+    service_name: str | None = _setting(
+        None,
+        "otel_service_name",
+        Text(),
+        _OTEL,
+        "Resource attribute service.name; without it an exporter reports the service as "
+        '"gooddata-flight-server".',
+        example='"my-data-service"',
+    )
+    service_namespace: str | None = _setting(
+        None,
+        "otel_service_namespace",
+        Text(),
+        _OTEL,
+        "Resource attribute service.namespace.",
+        example='"analytics"',
+    )
+    service_instance_id: str | None = _setting(
+        None,
+        "otel_service_instance_id",
+        Text(),
+        _OTEL,
+        "Resource attribute service.instance.id.",
+        default_doc="not set (the host name and process id)",
+        example='"flight-1"',
+    )
+    extract_context_from_headers: bool = _setting(
+        False,
+        "otel_extract_context",
+        Flag(),
+        _OTEL,
+        "Continue the caller's trace when a call carries W3C trace context headers (traceparent).",
+    )
+
+    def __post_init__(self) -> None:
+        problems = _validate(self)
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def extract_context(self) -> bool:
+        """Alias of ``extract_context_from_headers``."""
+        return self.extract_context_from_headers
+
+
+_NET = "Network"
+_TLS = "TLS"
+_AUTH = "Authentication"
+_TASKS = "Long-running tasks"
+_OPS = "Health checks and metrics"
+_HOUSE = "Housekeeping and shutdown"
+_LOG = "Logging"
+
+_PEM_PAIR = Pem()
+
+
+class _TlsPair(Kind[Any]):
+    """The certificate and private key, each inline or ``@path``; both or neither."""
+
+    def coerce(self, value: Any) -> tuple[bytes, bytes] | None:
+        if value is None:
+            return None
+        if not isinstance(value, tuple) or len(value) != 2:
+            raise BadValue(f"expected a (certificate, private key) pair, got a {type(value).__name__}")
+        parts: list[bytes | None] = []
+        for index, part in enumerate(value):
+            try:
+                parts.append(_PEM_PAIR.coerce(part))
+            except BadValue as e:
+                raise BadValue(str(e), part=index) from None
+        cert, key = parts
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise BadValue("required when use_tls is true", part=0 if cert is None else 1)
+        return cert, key
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Validated ``[server]`` settings; see sample-config.toml for what each one means.
+
+    TLS material is left out of ``repr`` so that logging the config by accident cannot leak a
+    private key; use ``without_tls()`` before dumping it field by field (e.g. ``dataclasses.asdict``).
+    """
+
+    listen_host: str = _setting(
+        "127.0.0.1",
+        "listen_host",
+        Text(optional=False),
+        _NET,
+        "Interface the Flight RPC server binds to. Binding to anything but loopback without "
+        "authentication makes the server reachable from the network by anyone; the server warns about it.",
+    )
+    listen_port: int = _setting(
+        17001,
+        "listen_port",
+        Integer(0, _MAX_PORT),
+        _NET,
+        "Port the Flight RPC server binds to: 1..65535, or 0 to let the operating system pick a free port.",
+    )
+    advertise_host: str = _setting(
+        "",
+        "advertise_host",
+        Text(),
+        _NET,
+        "Host name put into the location the server advertises to clients (ctx.location, FlightInfo "
+        "endpoints). Set it when clients reach the server under another name (container, load balancer).",
+        default_doc="this machine's fully qualified domain name, determined when the configuration is loaded",
+        example='"flight.example.com"',
+    )
+    advertise_port: int = _setting(
+        0,
+        "advertise_port",
+        Integer(0, _MAX_PORT),
+        _NET,
+        "Port put into the advertised location (1..65535).",
+        default_doc="listen_port (the port the server actually bound when listen_port = 0)",
+        example="443",
+    )
+    use_tls: bool = _setting(
+        False, "use_tls", Flag(), _TLS, "Serve grpc+tls; requires tls_certificate and tls_private_key."
+    )
+    use_mutual_tls: bool = _setting(
+        False,
+        "use_mtls",
+        Flag(),
+        _TLS,
+        "Require clients to present a certificate signed by tls_root_certificate (mutual TLS); "
+        "needs tls_root_certificate, and has no effect unless use_tls is on.",
+    )
+    tls_cert_and_key: tuple[bytes, bytes] | None = dataclasses.field(
+        default=None,
+        repr=False,
+        metadata={
+            "setting": SettingSpec(
+                ("tls_certificate", "tls_private_key"),
+                _TlsPair(),
+                _TLS,
+                ("The server's certificate (chain).", "The server certificate's private key."),
+                examples=(
+                    '"@/etc/gooddata-flight-server/server.crt"',
+                    '"@/etc/gooddata-flight-server/server.key"',
+                ),
+                only_when=("use_tls",),
+            )
+        },
+    )
+    tls_root_cert: bytes | None = dataclasses.field(
+        default=None,
+        repr=False,
+        metadata={
+            "setting": SettingSpec(
+                ("tls_root_certificate",),
+                Pem(),
+                _TLS,
+                ("The CA certificate(s) that client certificates must be signed by when use_mtls is on.",),
+                examples=('"@/etc/gooddata-flight-server/clients-ca.crt"',),
+                only_when=("use_tls", "use_mutual_tls"),
+            )
+        },
+    )
+    authentication_method: AuthenticationMethod = _setting(
+        AuthenticationMethod.NoAuth,
+        "authentication_method",
+        OneOf(AuthenticationMethod),
+        _AUTH,
+        '"none" or "token". With "token", every call must carry a token that the strategy named by '
+        "token_verification accepts.",
+        example='"token"',
+    )
+    token_header_name: str | None = _setting(
+        None,
+        "token_header_name",
+        Text(),
+        _AUTH,
+        "Header carrying the token. Not set: the standard `Authorization: Bearer <token>`. Set: the token "
+        "is the whole value of this header.",
+        example='"x-api-key"',
+    )
+    token_verification: str | None = _setting(
+        None,
+        "token_verification",
+        Text(),
+        _AUTH,
+        'Token verification strategy: the name of a built-in one, or a module ("my_pkg.auth") holding '
+        'exactly one strategy class, or "my_pkg.auth:MyStrategy".',
+        default_doc=f'"{DEFAULT_TOKEN_VERIFICATION}" when authentication_method = "token", otherwise not set',
+        example=f'"{DEFAULT_TOKEN_VERIFICATION}"',
+    )
+    task_threads: int = _setting(
+        32,
+        "task_threads",
+        Integer(1),
+        _TASKS,
+        "Worker threads of the task executor: how many tasks run at the same time (at least 1).",
+    )
+    task_close_threads: int = _setting(
+        2,
+        "task_close_threads",
+        Integer(1),
+        _TASKS,
+        "Threads that close task results once they expire (at least 1).",
+    )
+    task_result_ttl_sec: float = _setting(
+        60.0,
+        "task_result_ttl_sec",
+        Number(0, inclusive=False),
+        _TASKS,
+        "Seconds a finished task's result is kept for clients to pick up (more than 0).",
+    )
+    metrics_host: str | None = _setting(
+        None,
+        "metrics_host",
+        Text(),
+        _OPS,
+        "Interface of the Prometheus metrics endpoint; the endpoint is off unless this is set.",
+        default_doc="not set (off)",
+        example='"0.0.0.0"',
+    )
+    metrics_port: int = _setting(
+        17101,
+        "metrics_port",
+        Integer(0, _MAX_PORT),
+        _OPS,
+        "Port of the Prometheus metrics endpoint (0..65535, 0 = any free port).",
+    )
+    health_check_host: str | None = _setting(
+        None,
+        "health_check_host",
+        Text(),
+        _OPS,
+        "Interface of the HTTP health endpoints /ready and /live; they are off unless this is set.",
+        default_doc="not set (off)",
+        example='"0.0.0.0"',
+    )
+    health_check_port: int = _setting(
+        8877,
+        "health_check_port",
+        Integer(0, _MAX_PORT),
+        _OPS,
+        "Port of the HTTP health endpoints (0..65535, 0 = any free port).",
+    )
+    malloc_trim_interval_sec: float = _setting(
+        30.0,
+        "malloc_trim_interval_sec",
+        Number(0, inclusive=False),
+        _HOUSE,
+        "Seconds between returns of unused memory to the operating system (glibc malloc_trim and "
+        "Arrow's memory pool); more than 0.",
+    )
+    log_event_key_name: str = _setting(
+        "event",
+        "log_event_key_name",
+        Text(optional=False),
+        _LOG,
+        "Key under which the event name appears in JSON log lines.",
+    )
+    log_trace_keys: Mapping[str, str] = _setting(
+        FrozenMap({}),
+        "log_trace_keys",
+        NameMap(TRACE_KEYS),
+        _LOG,
+        "Renames the trace keys added to log lines when tracing is on. Allowed keys: trace_id, span_id, "
+        "parent_span_id; values are the names to use instead.",
+        default_doc="{} (keep the names)",
+        example='{ trace_id = "traceId", span_id = "spanId", parent_span_id = "parentSpanId" }',
+    )
+    otel_config: OtelConfig = dataclasses.field(default_factory=OtelConfig)
+    task_queue_size: int = _setting(
+        0,
+        "task_queue_size",
+        Integer(0),
+        _TASKS,
+        "Most tasks that may wait for a worker; when the queue is full, new tasks are refused with a "
+        "BACKPRESSURE error the client may retry. 0 means unbounded.",
+    )
+    shutdown_timeout_sec: float = _setting(
+        30.0,
+        "shutdown_timeout_sec",
+        Number(0, inclusive=True),
+        _HOUSE,
+        "Seconds a graceful shutdown waits for in-flight calls and running tasks before cancelling them "
+        "(0 or more).",
+    )
+
+    def __post_init__(self) -> None:
+        problems = _validate(self)
+        if not isinstance(self.otel_config, OtelConfig):
+            problems.append(f"otel_config: expected an OtelConfig, got {type(self.otel_config).__name__}")
+        set_ = object.__setattr__
+        # TLS material is read only when TLS is on (as in the original package, a stale certificate
+        # setting in a config that does not use TLS is ignored; see SettingSpec.only_when)
+        if self.use_tls and self.tls_cert_and_key is None and not _has_problem(problems, "tls_"):
+            spec = _spec_of("tls_cert_and_key")
+            problems += [spec.problem("required when use_tls is true", key) for key in spec.keys]
+        if self.use_tls and self.use_mutual_tls and self.tls_root_cert is None and not _has_problem(
+            problems, "tls_root"
+        ):
+            problems.append(
+                _spec_of("tls_root_cert").problem("required when use_mtls is true", "tls_root_certificate")
+            )
+        if not self.advertise_host:
+            # may consult DNS, which is why it runs here, when the configuration is built, and only if needed
+            set_(self, "advertise_host", socket.getfqdn())
+        if not self.advertise_port:
+            set_(self, "advertise_port", self.listen_port)  # 0 when listen_port is 0: the bound port
+        if self.authentication_method is AuthenticationMethod.Token and not self.token_verification:
+            set_(self, "token_verification", DEFAULT_TOKEN_VERIFICATION)
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def use_mtls(self) -> bool:
+        """Alias of ``use_mutual_tls``."""
+        return self.use_mutual_tls
+
+    def without_tls(self) -> ServerConfig:
+        """A copy whose certificate, key and root certificate are replaced by a marker."""
+        cert_and_key = (_MASK, _MASK) if self.tls_cert_and_key is not None else None
+        root_cert = _MASK if self.tls_root_cert is not None else None
+        return dataclasses.replace(self, tls_cert_and_key=cert_and_key, tls_root_cert=root_cert)
+
+
+def _has_problem(problems: list[str], key_prefix: str) -> bool:
+    return any(problem.startswith(f"{SERVER_SECTION}.{key_prefix}") for problem in problems)
+
+
+def _spec_of(name: str) -> SettingSpec:
+    spec: SettingSpec = next(f for f in dataclasses.fields(ServerConfig) if f.name == name).metadata[
+        "setting"
+    ]
+    return spec
+
+
+def config_warnings(config: ServerConfig) -> list[str]:
+    """What is accepted (as the original package accepts it) but probably not what was meant."""
+    warnings: list[str] = []
+    targets = list(config.log_trace_keys.values())
+    duplicates = sorted({name for name in targets if targets.count(name) > 1})
+    if duplicates:
+        warnings.append(
+            _spec_of("log_trace_keys").problem(
+                f"several trace keys are renamed to {', '.join(duplicates)}; log lines keep only one of them"
+            )
         )
-        _merge_into(merged, data)
-    return merged, problems
-
-
-def _merge_into(base: dict[str, Any], update: Mapping[str, Any]) -> None:
-    """Tables merge recursively; anything else replaces. Keys match case-insensitively like Dynaconf."""
-    for key, value in update.items():
-        existing = next((k for k in base if k.lower() == key.lower()), key)
-        if isinstance(value, Mapping) and isinstance(base.get(existing), dict):
-            _merge_into(base[existing], value)
-        else:
-            base.pop(existing, None)
-            base[key] = _copy_tables(value)
-
-
-def _copy_tables(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _copy_tables(item) for key, item in value.items()}
-    return value
-
-
-def _reserved_by_dynaconf(key: str) -> bool:
-    """Dynaconf reads these names passed as initial values as its own options (``env`` even crashes it)."""
-    upper = key.upper()
-    return (
-        "DYNACONF" in upper
-        or f"{upper}_FOR_DYNACONF" in vars(default_settings)
-        or upper in ("SETTINGS_FILES", "ENVIRONMENT", "SETTINGS_MODULE", "PROJECT_ROOT", "VALIDATORS")
-    )
-
-
-def _plain_section(raw: Any, problems: list[str]) -> dict[str, Any]:
-    """[server] as a plain dict with lowercase keys (env adds them upper-case), lazy values evaluated."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        problems.append(f"{SERVER_SECTION}: expected a table, got {show(raw)} (env {ENV_PREFIX}_SERVER)")
-        return {}
-    section: dict[str, Any] = {}
-    for key in list(raw.keys()):
-        name = str(key).lower()
-        try:
-            section[name] = raw[key]
-        except Exception as e:  # a Dynaconf @format/@jinja value that cannot be evaluated
-            problems.append(f"{SERVER_SECTION}.{name}: cannot evaluate value: {e}")
-    return section
-
-
-def _server_config(section: Mapping[str, Any], problems: list[str]) -> ServerConfig:
-    r = SectionReader(SERVER_SECTION, section, _SERVER_DEFAULTS, problems)
-    r.reject_unknown_keys()
-
-    use_tls = r.boolean("use_tls")
-    use_mtls = r.boolean("use_mtls")
-    certificate = r.pem("tls_certificate")
-    private_key = r.pem("tls_private_key")
-    root_certificate = r.pem("tls_root_certificate")
-    if use_tls:
-        for key in ("tls_certificate", "tls_private_key"):
-            if not r.is_set(key):
-                r.problem(key, "required when use_tls is true")
-    if use_mtls:
-        if not use_tls:
-            r.problem("use_mtls", "requires use_tls = true")
-        if not r.is_set("tls_root_certificate"):
-            r.problem("tls_root_certificate", "required when use_mtls is true")
-
-    auth_method = r.choice("authentication_method", AuthenticationMethod)
-    token_verification = r.string("token_verification")
-    if token_verification is None and auth_method is AuthenticationMethod.Token:
-        token_verification = _DEFAULT_TOKEN_VERIFICATION
-
-    exporter = r.choice("otel_exporter_type", OtelExporterType, none_word="none")
-    service_name = r.string("otel_service_name")
-    if exporter is not None and service_name is None:
-        r.problem("otel_service_name", f"required when otel_exporter_type is {exporter.value}")
-
-    return ServerConfig(
-        listen_host=r.string("listen_host"),
-        listen_port=r.integer("listen_port", 0, _MAX_PORT),
-        # getfqdn may consult DNS, which is why it runs here, when settings are loaded, and only if needed
-        advertise_host=r.string("advertise_host") or socket.getfqdn(),
-        advertise_port=r.integer("advertise_port", 1, _MAX_PORT),
-        use_tls=use_tls,
-        use_mtls=use_mtls,
-        tls_cert_and_key=(certificate, private_key) if certificate and private_key else None,
-        tls_root_cert=root_certificate,
-        authentication_method=auth_method or AuthenticationMethod.NoAuth,
-        token_header_name=r.string("token_header_name"),
-        token_verification=token_verification,
-        task_threads=r.integer("task_threads", 1),
-        task_close_threads=r.integer("task_close_threads", 1),
-        task_result_ttl_sec=r.number("task_result_ttl_sec", 0, inclusive=False),
-        task_queue_size=r.integer("task_queue_size", 0),
-        metrics_host=r.string("metrics_host"),
-        metrics_port=r.integer("metrics_port", 0, _MAX_PORT),
-        health_check_host=r.string("health_check_host"),
-        health_check_port=r.integer("health_check_port", 0, _MAX_PORT),
-        malloc_trim_interval_sec=r.number("malloc_trim_interval_sec", 0, inclusive=False),
-        log_event_key_name=r.string("log_event_key_name"),
-        log_trace_keys=FrozenMap(r.string_map("log_trace_keys", TRACE_KEYS)),
-        otel_config=OtelConfig(
-            exporter_type=exporter,
-            service_name=service_name,
-            service_namespace=r.string("otel_service_namespace"),
-            service_instance_id=r.string("otel_service_instance_id"),
-            extract_context=r.boolean("otel_extract_context"),
-        ),
-        shutdown_timeout_sec=r.number("shutdown_timeout_sec", 0, inclusive=True),
-    )
+    otel = config.otel_config
+    if otel.exporter_type is not None and otel.service_name is None:
+        warnings.append(
+            f"{SERVER_SECTION}.otel_service_name: not set although otel_exporter_type is "
+            f"{otel.exporter_type.value}; spans report the service as gooddata-flight-server "
+            f"(env {env_var_name(SERVER_SECTION, 'otel_service_name')})"
+        )
+    if config.use_mutual_tls and not config.use_tls:
+        warnings.append(
+            _spec_of("use_mutual_tls").problem(
+                "has no effect without use_tls = true: client certificates are not checked"
+            )
+        )
+    return warnings

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import orjson
 
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
 from gooddata_flight_server.server import GoodDataFlightServer, create_server
+from gooddata_flight_server.settings import ServerConfig
 
 __all__ = ["running_server", "to_toml"]
 
@@ -63,6 +63,7 @@ def running_server(
     methods: FlightServerMethods | FlightServerMethodsFactory,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     *,
+    config: ServerConfig | None = None,
     config_files: Sequence[str | os.PathLike[str]] = (),
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = False,
@@ -72,33 +73,33 @@ def running_server(
 ) -> Iterator[GoodDataFlightServer]:
     """Start a server on a free 127.0.0.1 port, yield it started, and stop it however the block ends.
 
-    ``settings`` is written as the last config file, so it wins over ``config_files``; the
+    ``settings`` (``{section: {key: value}}``) is merged over ``config_files`` in memory; the
     environment still overrides both, as in production. Unless ``settings["server"]`` says
-    otherwise, the server listens on and advertises 127.0.0.1 with a free port.
+    otherwise, the server listens on and advertises 127.0.0.1 with a free port. ``config`` is a
+    ``ServerConfig`` built in code, used as it is (then ``settings`` only feeds other sections).
 
     Logging is configured only when ``logging_config`` is given (or ``setup_logging=True``), so
     the test's own capture (``caplog``, ``structlog.testing.capture_logs``) keeps working.
     """
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
-    merged["server"] = {**_LOOPBACK_DEFAULTS, **merged.get("server", {})}
-    with tempfile.TemporaryDirectory(prefix="gdfs-test-") as tmp:
-        path = os.path.join(tmp, "settings.toml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(to_toml(merged))
-        server = create_server(
-            methods,
-            config_files=[*config_files, path],
-            logging_config=logging_config,
-            dev_log=dev_log,
-            setup_logging=logging_config is not None if setup_logging is None else setup_logging,
-        )
-        server.start()
-        try:
-            if not server.wait_for_start(start_timeout):
-                raise TimeoutError(f"the server did not start within {start_timeout} s")
-            yield server
-        finally:
-            server.stop()
-            if not server.wait_for_stop(stop_timeout):
-                server.abort()
-                server.wait_for_stop(stop_timeout)
+    if config is None:
+        merged["server"] = {**_LOOPBACK_DEFAULTS, **merged.get("server", {})}
+    server = create_server(
+        methods,
+        config_files=config_files,
+        logging_config=logging_config,
+        dev_log=dev_log,
+        config=config,
+        settings=merged,
+        setup_logging=logging_config is not None if setup_logging is None else setup_logging,
+    )
+    server.start()
+    try:
+        if not server.wait_for_start(start_timeout):
+            raise TimeoutError(f"the server did not start within {start_timeout} s")
+        yield server
+    finally:
+        server.stop()
+        if not server.wait_for_stop(stop_timeout):
+            server.abort()
+            server.wait_for_stop(stop_timeout)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gooddata_flight_server.settings import ServerConfig, load_settings
+from gooddata_flight_server._settings_load import load_settings
+from gooddata_flight_server.settings import ServerConfig
 from tests.conftest import REPO
 
 if sys.version_info >= (3, 11):

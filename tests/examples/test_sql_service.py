@@ -17,7 +17,7 @@ from examples.sql_service.errors import ClientError
 from examples.sql_service.main import sql_service
 
 import gooddata_flight_server as gf
-from gooddata_flight_server.settings import load_settings
+from gooddata_flight_server._settings_load import load_settings
 from gooddata_flight_server.testing import running_server
 from tests.examples.conftest import Service, error_info, wait_until
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import gooddata_flight_server as gf
 from gooddata_flight_server.settings import ConfigError
 from gooddata_flight_server.testing import running_server
-from tests.conftest import EXAMPLES, LogFile, free_port, run_cli
+from tests.conftest import EXAMPLES, LogFile, run_cli
 
 TOKEN = "tok-Zq8fW3-enumerated-secret"
 OTHER = "tok-second-client-secret"
@@ -174,19 +175,31 @@ def test_token_auth_without_tokens_fails_startup() -> None:
     assert "[enumerated_tokens]" in str(caught.value)
 
 
-def test_cli_exits_3_when_no_tokens_are_configured(tmp_path: Path) -> None:
-    """From the CLI, token auth without tokens is a startup failure: exit 3 and one line saying how."""
-    env = {
-        "GOODDATA_FLIGHT_SERVER__AUTHENTICATION_METHOD": "token",
-        "GOODDATA_FLIGHT_SERVER__LISTEN_PORT": str(free_port()),
-        "GOODDATA_FLIGHT_SERVER__ADVERTISE_HOST": "127.0.0.1",
-    }
-    log_ini = LogFile(tmp_path).ini  # keep the JSON log lines out of stderr
-    result = run_cli(
-        ["start", "--methods-provider", "my_service.main", "--logging-config", str(log_ini)], EXAMPLES, env
-    )
-    assert result.returncode == 3, result.stderr
+@pytest.mark.parametrize("tokens", [None, "[1, 2]", '"not-a-list"'])
+def test_cli_exits_2_before_binding_when_tokens_are_bad(tmp_path: Path, tokens: str | None) -> None:
+    """From the CLI, token auth without tokens (or with tokens of the wrong type) is a configuration
+    error: exit 2 and one line saying how, before anything binds. The port given is held by the
+    test, so a server that bound first would fail with exit 3 instead."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        env = {
+            "GOODDATA_FLIGHT_SERVER__AUTHENTICATION_METHOD": "token",
+            "GOODDATA_FLIGHT_SERVER__LISTEN_PORT": str(held.getsockname()[1]),
+            "GOODDATA_FLIGHT_SERVER__ADVERTISE_HOST": "127.0.0.1",
+        }
+        if tokens is not None:
+            env[TOKENS_ENV] = tokens
+        log_ini = LogFile(tmp_path).ini  # keep the JSON log lines out of stderr
+        result = run_cli(
+            ["start", "--methods-provider", "my_service.main", "--logging-config", str(log_ini)],
+            EXAMPLES,
+            env,
+        )
+    assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gooddata-flight-server: error: the server failed to start:")
-    assert TOKENS_ENV in lines[0]
+    assert lines[0].startswith(
+        "gooddata-flight-server: error: invalid configuration: enumerated_tokens.tokens"
+    )
+    assert "1, 2" not in lines[0]  # token values are never shown

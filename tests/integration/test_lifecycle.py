@@ -367,7 +367,7 @@ def test_running_server_leaves_the_callers_log_capture_alone(caplog: pytest.LogC
 def test_insecure_bind_warning_decision(tmp_path: Path, server: dict[str, Any], warns: bool) -> None:
     """The insecure-bind warning fires for non-loopback interfaces without authentication only."""
     from gooddata_flight_server._derived import reachable_without_auth
-    from gooddata_flight_server.settings import load_settings
+    from gooddata_flight_server._settings_load import load_settings
 
     path = tmp_path / "c.toml"
     path.write_text(to_toml({"server": server, "enumerated_tokens": {"tokens": ["t"]}}))

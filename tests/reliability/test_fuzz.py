@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gooddata_flight_server.settings import ConfigError, load_settings
+from gooddata_flight_server._settings_load import load_settings
+from gooddata_flight_server.settings import ConfigError
 from gooddata_flight_server.testing import to_toml
 from tests.reliability.conftest import idle, in_process, wait_until
 from tests.reliability.service import ReliabilityMethods, executor_state

@@ -17,11 +17,11 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from gooddata_flight_server._settings_load import load_settings
 from gooddata_flight_server.auth.jwt import JwtTokenVerification
-from gooddata_flight_server.auth.strategy import AuthSetupError
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.health import ServerHealthMonitor
-from gooddata_flight_server.settings import ConfigError, load_settings
+from gooddata_flight_server.settings import ConfigError
 from gooddata_flight_server.testing import to_toml
 
 CALL = flight.CallInfo(flight.FlightMethod.DO_GET)
@@ -149,7 +149,7 @@ def test_secret_from_a_file(make_ctx: Callable[..., ServerContext], tmp_path: Pa
     strategy = JwtTokenVerification.create(make_ctx({"algorithms": ["HS256"], "secret": f"@{path}"}))
     assert strategy.verify(CALL, jwt.encode(claims(), SECRET, algorithm="HS256"))["sub"] == "alice"
     (problem,) = problems_of(make_ctx, {"algorithms": ["HS256"], "secret": f"@{tmp_path / 'nope'}"})
-    assert "cannot read the secret file" in problem
+    assert "cannot use the secret file" in problem and "does not exist" in problem
 
 
 def test_public_keys_cannot_verify_hmac(make_ctx: Callable[..., ServerContext], rsa_key: Any) -> None:
@@ -186,7 +186,7 @@ def test_jwks_file_problems(make_ctx: Callable[..., ServerContext], tmp_path: Pa
     empty = tmp_path / "empty.json"
     empty.write_text('{"keys": []}')
     expected = {
-        str(tmp_path / "missing.json"): "cannot read",
+        str(tmp_path / "missing.json"): "does not exist",
         str(bad_json): "is not valid JSON",
         str(not_jwks): "is not a JSON Web Key Set",
         str(empty): "holds no keys",
@@ -199,10 +199,14 @@ def test_jwks_file_problems(make_ctx: Callable[..., ServerContext], tmp_path: Pa
 def test_missing_pyjwt_names_the_extra(
     make_ctx: Callable[..., ServerContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without PyJWT, create() fails with the pip command that installs the jwt extra."""
+    """Without PyJWT, checking the settings (before the server binds) and create() fail with a
+    configuration error giving the pip command that installs the jwt extra."""
     monkeypatch.setitem(sys.modules, "jwt", None)  # makes `import jwt` raise ImportError
-    with pytest.raises(AuthSetupError, match=r"pip install 'gooddata-flight-server\[jwt\]'"):
-        JwtTokenVerification.create(make_ctx({"algorithms": ["HS256"], "secret": SECRET}))
+    ctx = make_ctx({"algorithms": ["HS256"], "secret": SECRET})
+    with pytest.raises(ConfigError, match=r"pip install 'gooddata-flight-server\[jwt\]'"):
+        JwtTokenVerification.check_settings(ctx.settings)
+    with pytest.raises(ConfigError, match=r"pip install 'gooddata-flight-server\[jwt\]'"):
+        JwtTokenVerification.create(ctx)
 
 
 def test_settings_from_the_environment(

@@ -18,35 +18,17 @@ from gooddata_flight_server.auth.middleware import (
 from gooddata_flight_server.auth.strategy import TokenVerificationStrategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.settings import AuthenticationMethod, OtelConfig, ServerConfig
+from gooddata_flight_server.settings import AuthenticationMethod, ServerConfig
 
 TOKEN = "s3cr3t-T0KEN-value"
 CALL = flight.CallInfo(flight.FlightMethod.DO_ACTION)
 
 CONFIG = ServerConfig(
-    listen_host="127.0.0.1",
     listen_port=0,
     advertise_host="127.0.0.1",
-    advertise_port=None,
-    use_tls=False,
-    use_mtls=False,
-    tls_cert_and_key=None,
-    tls_root_cert=None,
     authentication_method=AuthenticationMethod.Token,
-    token_header_name=None,
-    token_verification=None,
     task_threads=1,
     task_close_threads=1,
-    task_result_ttl_sec=60.0,
-    task_queue_size=0,
-    metrics_host=None,
-    metrics_port=0,
-    health_check_host=None,
-    health_check_port=0,
-    malloc_trim_interval_sec=30.0,
-    log_event_key_name="event",
-    log_trace_keys={},
-    otel_config=OtelConfig(None, None, None, None, False),
     shutdown_timeout_sec=1.0,
 )
 

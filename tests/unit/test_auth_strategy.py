@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.flight as flight
 import pytest
 
+from gooddata_flight_server._settings_load import load_settings
 from gooddata_flight_server.auth.strategy import (
     AuthSetupError,
     EnumeratedTokenVerification,
@@ -23,7 +24,7 @@ from gooddata_flight_server.auth.strategy import (
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.health import ServerHealthMonitor
 from gooddata_flight_server.loader import LoadError
-from gooddata_flight_server.settings import ConfigError, load_settings
+from gooddata_flight_server.settings import ConfigError
 from gooddata_flight_server.testing import to_toml
 
 TOKENS_ENV = "GOODDATA_FLIGHT_ENUMERATED_TOKENS__TOKENS"
@@ -277,7 +278,7 @@ class B(A):
         ),
         (_TWO, "", "defines several TokenVerificationStrategy subclasses (A, B); choose one as"),
         (
-            "class Half(Base):\n    def verify(self, call_info, token): ...\n",
+            "class Half(Base):\n    def create(cls, ctx): ...\n",
             "",
             "defines only abstract TokenVerificationStrategy classes (Half)",
         ),
@@ -285,9 +286,9 @@ class B(A):
         ("class NotOne:\n    pass\n", ":NotOne", "is not a TokenVerificationStrategy: it must subclass"),
         ("X = 1\n", ":Missing", "has no attribute 'Missing'"),
         (
-            "class Half(Base):\n    def verify(self, call_info, token): ...\n",
+            "class Half(Base):\n    def create(cls, ctx): ...\n",
             ":Half",
-            "is abstract: it does not implement create",
+            "is abstract: it does not implement verify",
         ),
         ("import no_such_dependency_xyz\n", "", "failed: ModuleNotFoundError: No module named 'no_such_dep"),
         ("raise RuntimeError('broken at import')\n", "", "failed: RuntimeError: broken at import"),

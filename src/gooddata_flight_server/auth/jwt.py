@@ -30,8 +30,9 @@ from typing import Any
 import pyarrow.flight
 import structlog
 
+from gooddata_flight_server._files import FileProblem, read_small_file
 from gooddata_flight_server._settings_parse import SectionReader, env_var_name, show
-from gooddata_flight_server.auth.strategy import AuthSetupError, TokenVerificationStrategy
+from gooddata_flight_server.auth.strategy import TokenVerificationStrategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.settings import ConfigError
 
@@ -142,13 +143,12 @@ class JwtTokenVerification(TokenVerificationStrategy):
         return "the token is not valid"
 
     @classmethod
+    def check_settings(cls, settings: Any) -> None:
+        _read_settings(settings, _import_jwt())
+
+    @classmethod
     def create(cls, ctx: ServerContext) -> JwtTokenVerification:
-        try:
-            import jwt  # noqa: PLC0415
-        except ImportError:
-            raise AuthSetupError(
-                f"JwtTokenVerification needs PyJWT, which is not installed: {INSTALL_HINT}"
-            ) from None
+        jwt = _import_jwt()
         settings = _read_settings(ctx.settings, jwt)
         strategy = cls(jwt, **settings)
         log.info(
@@ -160,6 +160,19 @@ class JwtTokenVerification(TokenVerificationStrategy):
             required_claims=settings["required_claims"],
         )
         return strategy
+
+
+def _import_jwt() -> ModuleType:
+    try:
+        import jwt  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(
+            [
+                "server.token_verification: JwtTokenVerification needs PyJWT, which is not installed: "
+                f"{INSTALL_HINT}"
+            ]
+        ) from None
+    return jwt
 
 
 def _read_settings(settings: Any, jwt: ModuleType) -> dict[str, Any]:
@@ -268,9 +281,9 @@ def _secret(r: SectionReader, algorithms: list[str]) -> bytes | None:
     if value.startswith("@"):
         path = Path(value[1:].strip()).expanduser()
         try:
-            data = path.read_bytes().strip()
-        except OSError as e:
-            r.problem("secret", f"cannot read the secret file '{path}': {e.strerror or e}")
+            data = read_small_file(path).strip()
+        except FileProblem as e:
+            r.problem("secret", f"cannot use the secret file: {e}")
             return None
     for alg in algorithms:
         if len(data) < _HMAC_MIN_BYTES[alg]:
@@ -316,9 +329,9 @@ def _jwks(
     """Keys of a JWKS file by ``kid``; keys not meant for signatures or for other algorithms are skipped."""
     path = Path(str(r.string("jwks_file"))).expanduser()
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        r.problem("jwks_file", f"cannot read '{path}': {e.strerror or e}")
+        document = json.loads(read_small_file(path).decode("utf-8"))
+    except FileProblem as e:
+        r.problem("jwks_file", str(e))
         return {}
     except ValueError as e:
         r.problem("jwks_file", f"'{path}' is not valid JSON: {e}")

@@ -27,6 +27,7 @@ __all__ = [
     "AuthSetupError",
     "EnumeratedTokenVerification",
     "TokenVerificationStrategy",
+    "check_strategy",
     "create_strategy",
     "load_strategy_class",
 ]
@@ -45,10 +46,13 @@ class AuthSetupError(Exception):
 class TokenVerificationStrategy(abc.ABC):
     """Decides whether a token is valid and what a call may know about the token's bearer.
 
-    Implement ``create`` to read settings from ``ctx.settings`` and build the strategy (it runs
-    once, at startup, before any call is served; raising there fails the startup), and ``verify``
-    to check one token. ``verify`` runs on every call, on gRPC's threads and concurrently: keep it
-    fast and thread-safe, and do not put the token into errors or logs.
+    Implement ``verify`` to check one token. ``verify`` runs on every call, on gRPC's threads and
+    concurrently: keep it fast and thread-safe, and do not put the token into errors or logs.
+
+    Optionally override ``create`` to read settings from ``ctx.settings`` and build the strategy
+    (it runs once, at startup, before any call is served; raising there fails the startup; by
+    default it returns ``cls()``, as in the original package), and ``check_settings`` to validate
+    those settings when the configuration is loaded, before the server binds any port.
     """
 
     @abc.abstractmethod
@@ -63,9 +67,21 @@ class TokenVerificationStrategy(abc.ABC):
         """
 
     @classmethod
-    @abc.abstractmethod
     def create(cls, ctx: ServerContext) -> TokenVerificationStrategy:
-        """Build the strategy at startup from the server context (``ctx.settings`` holds its settings)."""
+        """Build the strategy at startup from the server context (``ctx.settings`` holds its settings).
+
+        The default takes no settings: it returns ``cls()``.
+        """
+        return cls()
+
+    @classmethod  # noqa: B027  # an optional hook, not abstract
+    def check_settings(cls, settings: Any) -> None:
+        """Raise ``ConfigError`` (listing every problem) if the strategy's settings are invalid.
+
+        Called once with the loaded settings (the Dynaconf object ``ctx.settings`` will be) before
+        the server binds any port, so a bad setting is a configuration error (CLI exit code 2) rather
+        than a failed start. Does nothing by default.
+        """
 
 
 def _digest(token: str) -> bytes:
@@ -104,6 +120,10 @@ class EnumeratedTokenVerification(TokenVerificationStrategy):
     @classmethod
     def create(cls, ctx: ServerContext) -> EnumeratedTokenVerification:
         return cls(read_enumerated_tokens(ctx.settings))
+
+    @classmethod
+    def check_settings(cls, settings: Any) -> None:
+        read_enumerated_tokens(settings)
 
 
 def read_enumerated_tokens(settings: Any) -> list[str]:
@@ -175,6 +195,16 @@ def load_strategy_class(spec: str) -> type[TokenVerificationStrategy]:
         return built_in()
     # mypy refuses an abstract class where type[T] is expected (python/mypy#4717)
     return load_subclass(spec, TokenVerificationStrategy, "token verification")  # type: ignore[type-abstract]
+
+
+def check_strategy(spec: str, settings: Any) -> type[TokenVerificationStrategy]:
+    """Load the strategy named by ``spec`` and check its settings, before anything binds.
+
+    Raises LoadError (cannot be loaded) or ConfigError (its settings are invalid).
+    """
+    cls = load_strategy_class(spec)
+    cls.check_settings(settings)
+    return cls
 
 
 def create_strategy(spec: str, ctx: ServerContext) -> TokenVerificationStrategy:

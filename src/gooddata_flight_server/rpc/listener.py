@@ -78,8 +78,9 @@ class FlightListener:
                 listen_uri(config),
                 self._middleware,
                 tls_certificates=tls,
-                verify_client=config.use_mtls,
-                root_certificates=config.tls_root_cert if config.use_mtls else None,
+                # the root certificate is read only when both use_tls and use_mtls are on
+                verify_client=config.tls_root_cert is not None,
+                root_certificates=config.tls_root_cert,
                 count_data=self._count_data,
                 traced=self._traced,
             )
@@ -88,7 +89,10 @@ class FlightListener:
                 f"cannot bind the Flight server to {listen_uri(config)}: {_bind_problem(config, e)}"
             ) from e
         log.info(
-            "flight_listening", uri=listen_uri(config, self.port), tls=config.use_tls, mtls=config.use_mtls
+            "flight_listening",
+            uri=listen_uri(config, self.port),
+            tls=config.use_tls,
+            mtls=config.tls_root_cert is not None,
         )
 
     def serve(self, methods: FlightServerMethods) -> None:
