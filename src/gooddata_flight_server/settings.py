@@ -466,8 +466,11 @@ class ServerConfig:
         if self.use_tls and self.tls_cert_and_key is None and not _has_problem(problems, "tls_"):
             spec = _spec_of("tls_cert_and_key")
             problems += [spec.problem("required when use_tls is true", key) for key in spec.keys]
-        if self.use_tls and self.use_mutual_tls and self.tls_root_cert is None and not _has_problem(
-            problems, "tls_root"
+        if (
+            self.use_tls
+            and self.use_mutual_tls
+            and self.tls_root_cert is None
+            and not _has_problem(problems, "tls_root")
         ):
             problems.append(
                 _spec_of("tls_root_cert").problem("required when use_mtls is true", "tls_root_certificate")
