@@ -72,6 +72,9 @@ class QueryTask(gf.Task):
         cursor = self._database.cursor()
         try:
             reader, first = self._execute(cursor)
+        except ClientError as e:
+            cursor.close()
+            return gf.TaskError(e.info, client_error=True)  # the query is at fault: detail included
         except BaseException:
             cursor.close()
             raise
@@ -126,11 +129,6 @@ class QueryTask(gf.Task):
 
     def on_task_cancel(self) -> None:
         self._interrupt_until_executed()
-
-    def on_task_error(self, error: Exception) -> gf.TaskError | None:
-        if isinstance(error, ClientError):
-            return gf.TaskError(error.info, client_error=True)
-        return None
 
     def _on_timeout(self) -> None:
         self._timed_out = True

@@ -32,6 +32,7 @@ _CODE_MASK: Final = 0xFFFF
 _TRUNCATED_SUFFIX: Final = " [truncated]"
 _MAX_MSG_LEN: Final = 256
 _MAX_DETAIL_LEN: Final = 512
+_NO_ERROR_INFO: Final = "Call failed with error that does not contain ErrorInfo."
 
 
 class ErrorCode:
@@ -117,6 +118,12 @@ def _b64encode(value: bytes | None) -> str | None:
     return None if value is None else base64.b64encode(value).decode("ascii")
 
 
+def _as_body(body: bytes | str | None) -> bytes | None:
+    if body is None:
+        return None
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
 def _b64decode(what: str, value: Any) -> bytes | None:
     if value is None:
         return None
@@ -185,9 +192,9 @@ class RetryInfo:
         )
 
     @staticmethod
-    def from_bytes(data: bytes) -> RetryInfo:
+    def from_bytes(val: bytes) -> RetryInfo:
         """Missing keys are treated as null so older or leaner servers stay readable."""
-        obj = _parse_json_object("RetryInfo", data)
+        obj = _parse_json_object("RetryInfo", val)
 
         def decode(key: str, deserialize: Callable[[bytes], Any]) -> Any:
             raw = _b64decode(f"RetryInfo.{key}", obj.get(key))
@@ -213,8 +220,8 @@ class RetryInfo:
             and self._cancel_descriptor == other._cancel_descriptor
         )
 
-    # Unhashable on purpose: the pyarrow Flight objects inside are not hashable.
-    __hash__ = None  # type: ignore[assignment]  # typeshed types object.__hash__ as a method
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
 
     def __repr__(self) -> str:
         return (
@@ -241,12 +248,12 @@ class ErrorInfo:
         self,
         msg: str,
         detail: str | None = None,
-        body: bytes | None = None,
+        body: bytes | str | None = None,
         code: int = 0,
     ) -> None:
         self._msg = _truncate(msg, _MAX_MSG_LEN)
         self._detail = None if detail is None else _truncate(detail, _MAX_DETAIL_LEN)
-        self._body = None if body is None else bytes(body)
+        self._body = _as_body(body)
         self._code = code
 
     @property
@@ -278,9 +285,9 @@ class ErrorInfo:
         )
 
     @staticmethod
-    def from_bytes(data: bytes) -> ErrorInfo:
+    def from_bytes(val: bytes) -> ErrorInfo:
         """Only ``msg`` is required; the other keys default so payloads from leaner peers parse."""
-        obj = _parse_json_object("ErrorInfo", data)
+        obj = _parse_json_object("ErrorInfo", val)
         msg = obj.get("msg")
         if not isinstance(msg, str):
             problem = "missing" if msg is None else f"a {type(msg).__name__}"
@@ -297,18 +304,26 @@ class ErrorInfo:
         return ErrorInfo(msg=msg, detail=detail, body=body, code=code)
 
     @staticmethod
-    def from_pyarrow_error(e: pyarrow.flight.FlightError) -> ErrorInfo:
-        """Raises ValueError when the error did not come from a server that attaches ErrorInfo."""
-        extra_info = e.extra_info
-        if not extra_info:
-            raise ValueError(f"{type(e).__name__} carries no ErrorInfo: extra_info is empty")
-        return ErrorInfo.from_bytes(extra_info)
+    def from_pyarrow_error(error: pyarrow.flight.FlightError) -> ErrorInfo:
+        """The ErrorInfo a Flight error carries; never raises.
+
+        An error without ErrorInfo (or with a malformed one) gives a placeholder with code
+        ``UNKNOWN`` whose message quotes the error's own, as the original package does: client code
+        calls this on any error it catches.
+        """
+        info = ErrorInfo.maybe_from_pyarrow_error(error)
+        if info is None:
+            return ErrorInfo(msg=f"{_NO_ERROR_INFO} The error message was: {error}", code=ErrorCode.UNKNOWN)
+        return info
 
     @staticmethod
-    def maybe_from_pyarrow_error(e: pyarrow.flight.FlightError) -> ErrorInfo | None:
-        """For clients that talk to servers which may or may not attach ErrorInfo."""
+    def maybe_from_pyarrow_error(error: pyarrow.flight.FlightError) -> ErrorInfo | None:
+        """The ErrorInfo a Flight error carries, or None when it has none (or a malformed one)."""
+        extra_info = getattr(error, "extra_info", None)
+        if not extra_info:
+            return None
         try:
-            return ErrorInfo.from_pyarrow_error(e)
+            return ErrorInfo.from_bytes(extra_info)
         except ValueError:
             return None
 
@@ -321,13 +336,14 @@ class ErrorInfo:
         extra_msg: str | None = None,
         include_traceback: bool = True,
     ) -> ErrorInfo:
-        """The message is ``"[extra_msg: ]TypeName: str(e)"`` (``": str(e)"`` omitted when empty) so the
-        client sees what failed even without the detail; pass ``include_traceback=False`` whenever
-        the traceback could leak server internals to the client."""
-        text = str(e)
-        msg = f"{type(e).__name__}: {text}" if text else type(e).__name__
-        if extra_msg:
-            msg = f"{extra_msg}: {msg}"
+        """An ErrorInfo for an exception: its message, led in by ``extra_msg`` when given
+        (``"extra_msg: message"``, or ``"extra_msg."`` when the exception has no message), as in
+        the original package; the traceback becomes the detail unless ``include_traceback`` is
+        False, which is what to pass whenever the traceback could leak server internals to a client.
+        """
+        msg = str(e)
+        if extra_msg is not None:
+            msg = f"{extra_msg}: {msg}" if msg else f"{extra_msg}."
         detail = None
         if include_traceback:
             detail = "".join(traceback.format_exception(type(e), e, e.__traceback__))
@@ -358,7 +374,7 @@ class ErrorInfo:
         ``RetryInfo.from_bytes(ErrorInfo.from_pyarrow_error(e).body)``.
         """
         return ErrorInfo(
-            msg="Result is not ready yet; poll again.",
+            msg="Work in progress. Retry.",  # the original package's words
             body=RetryInfo(flight_info, retry_descriptor, cancel_descriptor).to_bytes(),
             code=ErrorCode.POLL,
         ).to_timeout_error()
@@ -373,11 +389,12 @@ class ErrorInfo:
         self._detail = None if detail is None else _truncate(detail, _MAX_DETAIL_LEN)
         return self
 
-    def with_body(self, body: bytes | None = None) -> ErrorInfo:
-        self._body = None if body is None else bytes(body)
+    def with_body(self, body: bytes | str | None = None) -> ErrorInfo:
+        """A str body is stored UTF-8 encoded."""
+        self._body = _as_body(body)
         return self
 
-    def with_code(self, code: int) -> ErrorInfo:
+    def with_code(self, code: int = ErrorCode.UNKNOWN) -> ErrorInfo:
         self._code = code
         return self
 
@@ -386,9 +403,9 @@ class ErrorInfo:
 
     # -- Flight exceptions --------------------------------------------------------------------------
 
-    def to_flight_error(self, factory: ErrorFactory) -> pyarrow.flight.FlightError:
+    def to_flight_error(self, error_factory: ErrorFactory) -> pyarrow.flight.FlightError:
         """Escape hatch for Flight error kinds without a dedicated ``to_*_error`` method."""
-        return factory(self._msg, self.to_bytes())
+        return error_factory(self._msg, self.to_bytes())
 
     def to_user_error(self) -> pyarrow.flight.FlightServerError:
         """For errors caused by the request; Flight has no better-suited status, so it shares
@@ -428,7 +445,10 @@ class ErrorInfo:
             and self._code == other._code
         )
 
-    __hash__ = None  # type: ignore[assignment]  # mutable through the with_* methods
+    def __hash__(self) -> int:
+        # by value, like __eq__; an ErrorInfo changed through with_* after being put into a set or
+        # used as a dict key is lost there (as with any mutable value)
+        return hash((self._msg, self._detail, self._body, self._code))
 
     def __repr__(self) -> str:
         return (

@@ -145,7 +145,7 @@ class GoodDataFlightServer:
             traced=self._tracing.enabled,
         )
         self._drain_deadline: float | None = None
-        self._task_executor = ThreadTaskExecutor(config, self._drain_time_left)
+        self._task_executor = ThreadTaskExecutor(config=config, stop_wait=self._drain_time_left)
         self._location: pyarrow.flight.Location | None = None
         self._wakeup: Wakeup | None = None
         self._lock = threading.Lock()

@@ -447,6 +447,27 @@ class ServerConfig:
         "Most tasks that may wait for a worker; when the queue is full, new tasks are refused with a "
         "BACKPRESSURE error the client may retry. 0 means unbounded.",
     )
+    task_result_max_count: int = _setting(
+        10_000,
+        "task_result_max_count",
+        Integer(0),
+        _TASKS,
+        "Most finished task results kept at once for clients to fetch. While this many are kept, new "
+        "tasks are refused with a BACKPRESSURE error the client may retry; nothing already accepted is "
+        "dropped. 0 means unbounded.",
+    )
+    task_result_max_bytes: int = _setting(
+        1024**3,
+        "task_result_max_bytes",
+        Integer(0),
+        _TASKS,
+        "Most bytes of Arrow data the kept task results may hold (tables count their size; a result "
+        "that streams counts what it holds in memory, as its FlightDataTaskResult.nbytes says). While "
+        "the budget is used up, new tasks are refused with BACKPRESSURE, as above; up to task_threads "
+        "tasks already running may still finish past it. Keep it well below the container's memory "
+        "limit. 0 means unbounded.",
+        default_doc="1073741824 (1 GiB)",
+    )
     shutdown_timeout_sec: float = _setting(
         30.0,
         "shutdown_timeout_sec",

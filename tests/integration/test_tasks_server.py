@@ -243,25 +243,19 @@ def _endless() -> pyarrow.RecordBatchReader:
 
 
 class _BatchesResult(gf.FlightDataTaskResult):
-    """A custom result whose data is a list of record batches."""
+    """A custom result whose data is a list of record batches, written the original package's way."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__(single_use_data=False)
 
     def get_schema(self) -> pyarrow.Schema:
         return _TABLE.schema
 
-    @property
-    def single_use_data(self) -> bool:
-        return False
+    def _get_data(self) -> list[pyarrow.RecordBatch]:
+        return _TABLE.to_batches(max_chunksize=1)
 
-    def acquire_data(self) -> tuple[threading.Lock, list[pyarrow.RecordBatch]]:
-        self._lock.acquire()
-        return self._lock, _TABLE.to_batches(max_chunksize=1)
-
-    def close(self) -> None:
-        with self._lock:
-            pass
+    def _close(self) -> None:
+        pass
 
 
 class _OutcomeService(gf.FlightServerMethods):

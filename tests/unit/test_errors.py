@@ -252,10 +252,18 @@ def test_from_pyarrow_error_with_extra_info() -> None:
     ],
 )
 def test_from_pyarrow_error_without_error_info(err: pyarrow.flight.FlightError, match: str) -> None:
-    """Errors without a valid ErrorInfo make from_pyarrow_error raise and maybe_ return None."""
-    with pytest.raises(ValueError, match=match):
-        ErrorInfo.from_pyarrow_error(err)
+    """Errors without a valid ErrorInfo give the original package's placeholder from
+    from_pyarrow_error (code UNKNOWN, the error's message quoted; it never raises) and None from
+    maybe_from_pyarrow_error; the reason is what from_bytes says."""
+    info = ErrorInfo.from_pyarrow_error(err)
+    assert info.code == ErrorCode.UNKNOWN
+    assert info.msg == (
+        f"Call failed with error that does not contain ErrorInfo. The error message was: {err}"
+    )
     assert ErrorInfo.maybe_from_pyarrow_error(err) is None
+    if err.extra_info:
+        with pytest.raises(ValueError, match=match):
+            ErrorInfo.from_bytes(err.extra_info)
 
 
 @pytest.mark.parametrize(
@@ -300,10 +308,11 @@ def test_to_flight_error_calls_factory_with_msg_and_bytes() -> None:
 
 
 def test_for_exc_with_traceback() -> None:
-    """for_exc puts 'Type: message' in msg and the formatted traceback in detail."""
+    """for_exc puts the exception's message in msg (as the original package does) and the
+    formatted traceback in detail."""
     e = _raised(ValueError("boom"))
     info = ErrorInfo.for_exc(ErrorCode.COMMAND_FAILED, e)
-    assert info.msg == "ValueError: boom"
+    assert info.msg == "boom"
     assert info.code == ErrorCode.COMMAND_FAILED
     assert info.detail is not None
     assert info.detail.startswith("Traceback (most recent call last):")
@@ -316,15 +325,16 @@ def test_for_exc_with_extra_msg_and_without_traceback() -> None:
     """extra_msg prefixes the message and include_traceback=False leaves detail empty."""
     e = _raised(KeyError("k"))
     info = ErrorInfo.for_exc(ErrorCode.INTERNAL_ERROR, e, extra_msg="loading failed", include_traceback=False)
-    assert info.msg == "loading failed: KeyError: 'k'"
+    assert info.msg == "loading failed: 'k'"
     assert info.detail is None
     assert info.code == ErrorCode.INTERNAL_ERROR
 
 
 def test_for_exc_without_message() -> None:
-    """An exception with an empty str() contributes just its type name."""
-    info = ErrorInfo.for_exc(ErrorCode.UNKNOWN, RuntimeError(), include_traceback=False)
-    assert info.msg == "RuntimeError"
+    """An exception with an empty str() leaves the extra message with a full stop, or nothing."""
+    info = ErrorInfo.for_exc(ErrorCode.UNKNOWN, RuntimeError(), extra_msg="Failed", include_traceback=False)
+    assert info.msg == "Failed."
+    assert ErrorInfo.for_exc(ErrorCode.UNKNOWN, RuntimeError(), include_traceback=False).msg == ""
 
 
 def test_for_exc_never_raised_exception() -> None:
@@ -395,12 +405,23 @@ def test_equality_considers_every_field(other: ErrorInfo) -> None:
 
 
 def test_equality_of_equal_instances() -> None:
-    """Equal ErrorInfos compare equal and never equal other types; being mutable, they are unhashable."""
+    """Equal ErrorInfos compare equal, hash alike (they can go into sets, as in the original) and
+    never equal other types."""
     a, b = ErrorInfo("m", "d", b"b", 1), ErrorInfo("m", "d", b"b", 1)
     assert a == b
     assert a != "m"
-    with pytest.raises(TypeError):
-        hash(a)
+    assert hash(a) == hash(b) and len({a, b}) == 1
+
+
+def test_original_spellings_of_updates() -> None:
+    """with_body takes a str (stored UTF-8) and with_code resets to UNKNOWN without an argument;
+    keyword names are the original's."""
+    info = ErrorInfo("m", code=5).with_body("ünï").with_code()
+    assert (info.body, info.code) == ("ünï".encode(), ErrorCode.UNKNOWN)
+    error = info.to_flight_error(error_factory=pyarrow.flight.FlightTimedOutError)
+    assert isinstance(error, pyarrow.flight.FlightTimedOutError)
+    assert ErrorInfo.from_pyarrow_error(error=error) == info
+    assert ErrorInfo.from_bytes(val=info.to_bytes()) == info
 
 
 def test_repr_shows_fields() -> None:

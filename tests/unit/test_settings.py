@@ -46,6 +46,8 @@ SERVER_SETTINGS = (
     "task_close_threads",
     "task_result_ttl_sec",
     "task_queue_size",
+    "task_result_max_count",
+    "task_result_max_bytes",
     "metrics_host",
     "metrics_port",
     "health_check_host",

@@ -44,11 +44,13 @@ class _Config:
     task_close_threads: int = 1
     task_result_ttl_sec: float = 60.0
     task_queue_size: int = 0
+    task_result_max_count: int = 0
+    task_result_max_bytes: int = 0
 
 
 @contextmanager
 def _executor(stop_wait: float = 5.0, **config: float) -> Iterator[ThreadTaskExecutor]:
-    executor = ThreadTaskExecutor(_Config(**config), lambda: stop_wait)  # type: ignore[arg-type]
+    executor = ThreadTaskExecutor(config=_Config(**config), stop_wait=lambda: stop_wait)
     executor.start()
     try:
         yield executor
@@ -367,7 +369,7 @@ def test_value_error_is_bad_argument_client_error() -> None:
         error = _error(executor, task)
     assert error.client_error is True
     assert error.error_info.code == ErrorCode.BAD_ARGUMENT
-    assert "unknown column 'x'" in error.error_info.msg
+    assert error.error_info.msg == "unknown column 'x'"  # the message as it is, as in the original
     assert error.error_info.detail is None
     assert type(error.as_flight_error()) is pyarrow.flight.FlightServerError
 
@@ -384,12 +386,13 @@ def test_flight_error_keeps_error_info_and_type() -> None:
 
 
 def test_flight_error_without_error_info_keeps_message_and_type() -> None:
-    """A Flight error without ErrorInfo becomes COMMAND_FAILED with its message and type."""
+    """A Flight error without ErrorInfo keeps its type and gets the original package's UNKNOWN
+    placeholder quoting its message."""
     with _executor() as executor:
         task = _raising(pyarrow.flight.FlightTimedOutError("upstream timed out"))
         executor.submit(task)
         error = _error(executor, task)
-    assert error.error_info.code == ErrorCode.COMMAND_FAILED
+    assert error.error_info.code == ErrorCode.UNKNOWN
     assert "upstream timed out" in error.error_info.msg
     assert isinstance(error.as_flight_error(), pyarrow.flight.FlightTimedOutError)
 
@@ -402,7 +405,7 @@ def test_unexpected_error_is_command_failed_with_traceback_only_in_log() -> None
         error = _error(executor, task)
     assert error.error_info.code == ErrorCode.COMMAND_FAILED
     assert error.client_error is False
-    assert "KeyError" in error.error_info.msg
+    assert error.error_info.msg == "There was an error while running task: 'secret_key'"
     assert error.error_info.detail is None
     failed = [e for e in logs if e["event"] == "task_failed"]
     assert len(failed) == 1
@@ -420,29 +423,49 @@ def test_returned_task_error_is_kept() -> None:
         assert _error(executor, task) is returned
 
 
-def test_on_task_error_replaces_mapping() -> None:
-    """A TaskError returned by on_task_error replaces the default mapping."""
+def test_on_task_error_gets_the_task_error_and_may_replace_it() -> None:
+    """on_task_error receives the TaskError the executor made (the original package's signature),
+    for raised errors and returned ones alike, and what it returns replaces it."""
     replacement = TaskError(ErrorInfo.for_reason(ErrorCode.CUSTOM_START + 1, "translated"))
-    seen: list[BaseException] = []
+    returned = TaskError(ErrorInfo.for_reason(ErrorCode.CUSTOM_START + 2, "returned"))
+    seen: list[TaskError] = []
 
     class Translating(_FnTask):
-        def on_task_error(self, error: Exception) -> TaskError | None:
+        def on_task_error(self, error: TaskError) -> TaskError | None:
             seen.append(error)
-            return replacement
+            return replacement if error.error_info.code == ErrorCode.COMMAND_FAILED else None
 
-    boom = RuntimeError("boom")
     with _executor() as executor:
-        task = Translating(lambda _: (_ for _ in ()).throw(boom))
+        raising = Translating(lambda _: (_ for _ in ()).throw(RuntimeError("boom")))
+        returning = Translating(lambda _: returned)
+        executor.submit(raising)
+        executor.submit(returning)
+        assert _error(executor, raising) is replacement
+        assert _error(executor, returning) is returned
+    assert seen[0].error_info.msg == "There was an error while running task: boom"
+    assert seen[1] is returned
+
+
+def test_on_task_error_classifies_errors_as_client_errors() -> None:
+    """The original package's idiom: on_task_error returns error.to_client_error()."""
+
+    class Classifying(_FnTask):
+        def on_task_error(self, error: TaskError) -> TaskError | None:
+            return error.to_client_error()
+
+    with _executor() as executor:
+        task = Classifying(lambda _: (_ for _ in ()).throw(LookupError("no such dataset")))
         executor.submit(task)
-        assert _error(executor, task) is replacement
-    assert seen == [boom]
+        error = _error(executor, task)
+    assert error.client_error is True
+    assert error.error_info.code == ErrorCode.COMMAND_FAILED
 
 
 def test_failing_on_task_error_keeps_mapping() -> None:
     """If on_task_error raises, the default mapping stands."""
 
     class Broken(_FnTask):
-        def on_task_error(self, error: Exception) -> TaskError | None:
+        def on_task_error(self, error: TaskError) -> TaskError | None:
             raise RuntimeError("hook broke")
 
     with _executor() as executor:
@@ -459,12 +482,15 @@ def test_cancelled_error_from_run_is_cancelled_outcome() -> None:
         assert _done(executor, task).cancelled
 
 
-def test_invalid_return_value_is_command_failed() -> None:
-    """A run() that returns something other than a result or TaskError fails the task."""
+def test_any_other_return_value_is_the_result() -> None:
+    """A run() returning an object of its own makes it the result, as in the original package (a
+    service may read it in its own RPC methods); returning None fails the task."""
     with _executor() as executor:
-        task = _FnTask(lambda _: _TABLE)
-        executor.submit(task)
-        assert _error(executor, task).error_info.code == ErrorCode.COMMAND_FAILED
+        own, nothing = _FnTask(lambda _: _TABLE), _FnTask(lambda _: None)
+        executor.submit(own)
+        executor.submit(nothing)
+        assert _done(executor, own).result is _TABLE
+        assert _error(executor, nothing).error_info.code == ErrorCode.COMMAND_FAILED
 
 
 # -- backpressure and lifecycle -----------------------------------------------------------------------
@@ -506,7 +532,7 @@ def test_unbounded_queue_by_default() -> None:
 
 def test_submit_before_start_and_after_stop() -> None:
     """Submit before start is a RuntimeError; after stop it is UNAVAILABLE with SHUTTING_DOWN."""
-    executor = ThreadTaskExecutor(_Config(), lambda: 1.0)  # type: ignore[arg-type]
+    executor = ThreadTaskExecutor(config=_Config(), stop_wait=lambda: 1.0)
     with pytest.raises(RuntimeError):
         executor.submit(_table_task())
     executor.start()
@@ -540,7 +566,7 @@ def test_stop_cancels_queued_and_running_tasks_and_closes_results() -> None:
 
 def test_stop_wakes_waiters_with_cancelled_outcome() -> None:
     """Threads waiting for queued or running tasks get a cancelled outcome when the executor stops."""
-    executor = ThreadTaskExecutor(_Config(task_threads=1), lambda: 5.0)  # type: ignore[arg-type]
+    executor = ThreadTaskExecutor(config=_Config(task_threads=1), stop_wait=lambda: 5.0)
     executor.start()
     running, queued = _Blocking(), _table_task()
     executor.submit(running)
@@ -565,7 +591,7 @@ def test_stop_gives_up_on_uncooperative_task_at_deadline() -> None:
     """A running task ignoring cancellation is reported cancelled at the stop deadline; its result is
     closed when it finally ends."""
     closed = threading.Event()
-    executor = ThreadTaskExecutor(_Config(), lambda: 0.1)  # type: ignore[arg-type]
+    executor = ThreadTaskExecutor(config=_Config(), stop_wait=lambda: 0.1)
     executor.start()
     task = _Blocking(cooperative=False, on_close=closed.set)
     executor.submit(task)
@@ -644,7 +670,9 @@ def test_task_runs_in_task_execution_span_under_submitter_span(monkeypatch: pyte
 
 
 def test_outcome_counters_and_summaries_change() -> None:
-    """Completed, error and cancelled counters and the duration summaries count tasks."""
+    """The original package's counters: completed counts every finished task (with a result, an
+    error or cancelled while running), error the server's failures, cancelled every cancellation;
+    the duration summaries count tasks that ran."""
     names = [
         "gdfs_task_completed_total",
         "gdfs_task_error_total",
@@ -670,7 +698,7 @@ def test_outcome_counters_and_summaries_change() -> None:
         _done(executor, blocker)
         delta = {n: _sample(n) - before[n] for n in names}
     assert delta == {
-        "gdfs_task_completed_total": 1,
+        "gdfs_task_completed_total": 3,
         "gdfs_task_error_total": 1,
         "gdfs_task_cancelled_total": 2,
         "gdfs_task_wait_count": 3,
@@ -700,7 +728,7 @@ def test_queue_gauge_counts_waiting_tasks_of_all_executors() -> None:
 def test_stopped_executor_leaves_queue_gauge() -> None:
     """A stopped executor no longer contributes to gdfs_task_queue."""
     baseline = _sample("gdfs_task_queue")
-    executor = ThreadTaskExecutor(_Config(task_threads=1), lambda: 0.1)  # type: ignore[arg-type]
+    executor = ThreadTaskExecutor(config=_Config(task_threads=1), stop_wait=lambda: 0.1)
     executor.start()
     blocker = _Blocking()
     executor.submit(blocker)
@@ -713,7 +741,7 @@ def test_stopped_executor_leaves_queue_gauge() -> None:
 
 def test_many_executors_register_metrics_once() -> None:
     """Starting many executors in one process never fails on double registration."""
-    executors = [ThreadTaskExecutor(_Config(), lambda: 1.0) for _ in range(3)]  # type: ignore[arg-type]
+    executors = [ThreadTaskExecutor(config=_Config(), stop_wait=lambda: 1.0) for _ in range(3)]  # type: ignore[arg-type]
     for executor in executors:
         executor.start()
     for executor in executors:

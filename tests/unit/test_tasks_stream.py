@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import pyarrow
 import pyarrow.flight
@@ -13,7 +11,6 @@ import pytest
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.rpc import middleware
 from gooddata_flight_server.tasks import (
-    DataLock,
     FlightDataTaskResult,
     ListFlightsTaskResult,
     TaskError,
@@ -67,30 +64,27 @@ class _Executor(TaskExecutor):
         raise AssertionError
 
 
-@dataclass
 class _Recording(FlightDataTaskResult):
-    """A custom result that exposes its lock and counts closes."""
+    """A custom result written the original package's way (``_get_data``/``_close``) that tells
+    whether a reader holds it and counts closes."""
 
-    data: object
-    single_use: bool = False
-
-    def __post_init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, data: object, single_use: bool = False) -> None:
+        super().__init__(single_use_data=single_use)
+        self.data = data
         self.closes = 0
 
     def get_schema(self) -> pyarrow.Schema:
         return _TABLE.schema
 
-    @property
-    def single_use_data(self) -> bool:
-        return self.single_use
+    def _get_data(self) -> object:
+        return self.data
 
-    def acquire_data(self) -> tuple[DataLock, object]:  # type: ignore[override]
-        self.lock.acquire()
-        return self.lock, self.data
-
-    def close(self) -> None:
+    def _close(self) -> None:
         self.closes += 1
+
+    @property
+    def held(self) -> bool:
+        return self._readers > 0
 
 
 def _stream(outcome: TaskExecutionResult, finalizer: CallFinalizer | None) -> pyarrow.flight.FlightDataStream:
@@ -128,11 +122,11 @@ def test_cancelled_task_is_command_cancelled() -> None:
     assert _code_of(e) == ErrorCode.COMMAND_CANCELLED
 
 
-def test_list_flights_result_is_invalid_ticket() -> None:
-    """A result that is not Flight data cannot be streamed."""
-    with pytest.raises(pyarrow.flight.FlightServerError) as e:
-        _stream(_ok(ListFlightsTaskResult([])), CallFinalizer())
-    assert _code_of(e) == ErrorCode.INVALID_TICKET
+def test_result_that_is_not_flight_data_is_internal_error() -> None:
+    """A result that is not Flight data cannot be streamed: INTERNAL_ERROR, as in the original."""
+    with pytest.raises(pyarrow.flight.FlightInternalError) as e:
+        _stream(_ok(ListFlightsTaskResult(())), CallFinalizer())
+    assert _code_of(e) == ErrorCode.INTERNAL_ERROR
 
 
 def test_table_is_locked_until_call_ends() -> None:
@@ -141,9 +135,9 @@ def test_table_is_locked_until_call_ends() -> None:
     finalizer = CallFinalizer()
     stream = _stream(_ok(result), finalizer)
     assert isinstance(stream, pyarrow.flight.RecordBatchStream)
-    assert result.lock.locked()
+    assert result.held
     finalizer.call_completed(None)
-    assert not result.lock.locked()
+    assert not result.held
     assert result.closes == 0
 
 
@@ -155,7 +149,7 @@ def test_single_use_reader_is_closed_when_call_ends_even_on_error() -> None:
     stream = _stream(_ok(result), finalizer)
     assert isinstance(stream, pyarrow.flight.GeneratorStream)  # behind the error boundary while it streams
     finalizer.call_completed(pyarrow.flight.FlightCancelledError("client went away"))
-    assert not result.lock.locked()
+    assert not result.held
     assert result.closes == 1
 
 
@@ -165,7 +159,7 @@ def test_iterable_of_batches_streams_with_result_schema() -> None:
     finalizer = CallFinalizer()
     assert isinstance(_stream(_ok(result), finalizer), pyarrow.flight.GeneratorStream)
     finalizer.call_completed(None)
-    assert not result.lock.locked()
+    assert not result.held
 
 
 def test_built_in_reader_read_twice_is_consumed() -> None:
@@ -185,7 +179,7 @@ def test_without_finalizer_release_is_tied_to_iteration() -> None:
     """Served without the call finalizer, the data is released when iteration ends or is abandoned."""
     result = _Recording(_TABLE, single_use=True)
     assert isinstance(_stream(_ok(result), None), pyarrow.flight.GeneratorStream)
-    assert result.lock.locked()
+    assert result.held
 
     released: list[int] = []
     batches: Iterable[pyarrow.RecordBatch] = _TABLE.to_batches()

@@ -69,7 +69,7 @@ def _once(name: str, create: Callable[[], _T]) -> _T:
 
 
 class QueueDepthSource(Protocol):
-    """What the queue-depth collector asks an executor at scrape time."""
+    """What the task-state collector asks an executor at scrape time."""
 
     @property
     def task_queue_depth(self) -> int:
@@ -81,11 +81,31 @@ class QueueDepthSource(Protocol):
         """Evicted results waiting to be closed."""
         ...
 
+    @property
+    def running_count(self) -> int:
+        """Tasks running now."""
+        ...
 
-class _QueueDepthCollector(Collector):
-    """Reports ``gdfs_task_queue`` and ``gdfs_close_queue`` summed over the live executors."""
+    @property
+    def stored_results(self) -> tuple[int, int]:
+        """Results kept for clients to fetch: (how many, their bytes)."""
+        ...
 
-    def __init__(self) -> None:
+    @property
+    def result_limits(self) -> tuple[int, int]:
+        """The stored-result budget: (most results, most bytes); 0 means unbounded."""
+        ...
+
+
+TASK_REJECT_REASONS = ("queue_full", "results_full", "shutting_down")
+"""Why a task submission may be refused (the ``reason`` label of ``gdfs_task_rejected_total``)."""
+
+
+class _TaskStateCollector(Collector):
+    """Queue depths, running tasks and stored results, summed over the live executors at scrape time."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
         self._lock = threading.Lock()
         self._sources: weakref.WeakSet[QueueDepthSource] = weakref.WeakSet()
 
@@ -97,25 +117,32 @@ class _QueueDepthCollector(Collector):
         with self._lock:
             self._sources.discard(source)
 
-    @staticmethod
-    def _families(task_queue: float, close_queue: float) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily(
-                "gdfs_task_queue", "Tasks submitted to the task executor and not yet running.", task_queue
-            ),
-            GaugeMetricFamily("gdfs_close_queue", "Evicted task results waiting to be closed.", close_queue),
-        ]
+    def _families(self, values: tuple[float, ...]) -> list[GaugeMetricFamily]:
+        p = self._prefix
+        docs = (
+            (f"{p}_task_queue", "Tasks submitted to the task executor and not yet running."),
+            (f"{p}_close_queue", "Evicted task results waiting to be closed."),
+            (f"{p}_task_running", "Tasks running now."),
+            (f"{p}_task_results_stored", "Finished task results kept for clients to fetch."),
+            (f"{p}_task_results_bytes", "Bytes of Arrow data held by the stored task results."),
+            (f"{p}_task_results_max_count", "Most task results that may be stored (0: unbounded)."),
+            (f"{p}_task_results_max_bytes", "Most bytes the stored task results may hold (0: unbounded)."),
+        )
+        return [GaugeMetricFamily(name, doc, value) for (name, doc), value in zip(docs, values, strict=True)]
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Registration calls describe() so that it does not call collect() on arbitrary threads.
-        return self._families(0, 0)
+        return self._families((0,) * 7)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         with self._lock:  # a WeakSet must not change while it is iterated
             sources = list(self._sources)
-        return self._families(
-            sum(s.task_queue_depth for s in sources), sum(s.close_queue_depth for s in sources)
-        )
+        values = [0] * 7
+        for s in sources:
+            stored, limits = s.stored_results, s.result_limits
+            row = (s.task_queue_depth, s.close_queue_depth, s.running_count, *stored, *limits)
+            values = [a + b for a, b in zip(values, row, strict=True)]
+        return self._families(tuple(values))
 
 
 @dataclass(frozen=True)
@@ -128,28 +155,37 @@ class TaskMetrics:
     error: Counter
     cancelled: Counter
     completed: Counter
-    queues: _QueueDepthCollector
+    rejected: Mapping[str, Any]
+    queues: _TaskStateCollector
 
     @staticmethod
-    def _create() -> TaskMetrics:
-        queues = _QueueDepthCollector()
+    def _create(prefix: str) -> TaskMetrics:
+        queues = _TaskStateCollector(prefix)
         REGISTRY.register(queues)
+        rejected = Counter(
+            f"{prefix}_task_rejected",
+            "Task submissions refused, by reason (BACKPRESSURE, SHUTTING_DOWN).",
+            ["reason"],
+        )
         return TaskMetrics(
-            wait=Summary("gdfs_task_wait", "Time a task waited in the queue before it started to run."),
-            duration=Summary("gdfs_task_duration", "Time a task ran."),
+            wait=Summary(f"{prefix}_task_wait", "Time a task waited in the queue before it started to run."),
+            duration=Summary(f"{prefix}_task_duration", "Time a task ran."),
             e2e_duration=Summary(
-                "gdfs_task_e2e_duration", "Time from the submission of a task until it finished."
+                f"{prefix}_task_e2e_duration", "Time from the submission of a task until it finished."
             ),
-            error=Counter("gdfs_task_error", "Tasks that finished with an error."),
-            cancelled=Counter("gdfs_task_cancelled", "Tasks that were cancelled, queued or running."),
-            completed=Counter("gdfs_task_completed", "Tasks that finished with a result."),
+            error=Counter(f"{prefix}_task_error", "Tasks that failed through no fault of the client."),
+            cancelled=Counter(f"{prefix}_task_cancelled", "Tasks that were cancelled, queued or running."),
+            completed=Counter(
+                f"{prefix}_task_completed", "Tasks that finished: with a result, an error or cancelled."
+            ),
+            rejected={reason: rejected.labels(reason) for reason in TASK_REJECT_REASONS},
             queues=queues,
         )
 
 
-def task_metrics() -> TaskMetrics:
-    """The process-wide task metrics, registered in ``prometheus_client.REGISTRY`` on first call."""
-    return _once("tasks", TaskMetrics._create)
+def task_metrics(prefix: str = "gdfs") -> TaskMetrics:
+    """The process-wide task metrics named ``<prefix>_*``, registered on first use."""
+    return _once(f"tasks:{prefix}", lambda: TaskMetrics._create(prefix))
 
 
 RPC_METHOD_NAMES: Mapping[Any, str] = {

@@ -5,6 +5,7 @@ waits for its :class:`TaskExecutionResult`, hands the client a ticket holding th
 streams the result on DoGet with :func:`task_result_stream`.
 """
 
+from gooddata_flight_server.tasks.error import TaskError
 from gooddata_flight_server.tasks.executor import (
     TaskExecutor,
     TaskExecutorConfig,
@@ -20,7 +21,7 @@ from gooddata_flight_server.tasks.results import (
     TaskResult,
 )
 from gooddata_flight_server.tasks.stream import task_result_stream
-from gooddata_flight_server.tasks.task import Task, TaskError
+from gooddata_flight_server.tasks.task import Task
 
 __all__ = [
     "ArrowData",

@@ -20,17 +20,20 @@ from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.observability.tracing import tracing_active
+from gooddata_flight_server.tasks.error import TaskError
 from gooddata_flight_server.tasks.results import (
     FlightDataTaskResult,
     ListFlightsTaskResult,
     TaskExecutionResult,
     TaskResult,
 )
-from gooddata_flight_server.tasks.task import Task, TaskError
+from gooddata_flight_server.tasks.task import Task
 
 __all__ = ["cancelled_outcome", "close_quietly", "execute_task", "internal_failure"]
 
 log = structlog.get_logger(__name__)
+
+_FAILED = "There was an error while running task"  # the original package's words
 # structlog renders through stdlib logging (observability/logging.py), so this stdlib level check
 # makes the same decision as structlog's filter_by_level, for a fraction of the cost of a call
 # through the lazy logger proxy: it keeps the per-task debug events off the hot path.
@@ -71,33 +74,36 @@ def close_quietly(task_id: str, result: TaskResult) -> None:
 
 
 def _error_for(task: Task, e: Exception) -> TaskError:
+    """The TaskError for what ``run`` raised, before the task's own ``on_task_error`` has its say."""
+    if isinstance(e, pyarrow.flight.FlightError):
+        # sent as it is; one without ErrorInfo gets the UNKNOWN placeholder, as in the original
+        return TaskError(ErrorInfo.from_pyarrow_error(e), error_factory=type(e))
     if isinstance(e, ValueError):
-        error = TaskError(
-            ErrorInfo.for_exc(ErrorCode.BAD_ARGUMENT, e, include_traceback=False), client_error=True
-        )
-        log.info(
-            "task_failed", task_id=task.task_id, code=ErrorCode.name(ErrorCode.BAD_ARGUMENT), error=str(e)
-        )
-    elif isinstance(e, pyarrow.flight.FlightError):
-        info = ErrorInfo.maybe_from_pyarrow_error(e) or ErrorInfo.for_reason(ErrorCode.COMMAND_FAILED, str(e))
-        error = TaskError(info, error_factory=type(e))
-        log.info("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), error=info.msg)
-    else:
-        log.error("task_failed", task_id=task.task_id, exc_info=e)
-        error = TaskError(
-            ErrorInfo.for_exc(
-                ErrorCode.COMMAND_FAILED, e, extra_msg=f"Task {task.task_id} failed", include_traceback=False
-            )
-        )
+        return TaskError(ErrorInfo.for_reason(ErrorCode.BAD_ARGUMENT, str(e)), client_error=True)
+    # the traceback goes to the server log only, never to the client
+    return TaskError(
+        ErrorInfo.for_exc(ErrorCode.COMMAND_FAILED, e, extra_msg=_FAILED, include_traceback=False)
+    )
+
+
+def _failure(task: Task, error: TaskError, raised: Exception | None) -> TaskExecutionResult:
+    """Let the task replace or classify its error, log it once, and make the outcome."""
     try:
-        replacement = task.on_task_error(e)
+        error = task.on_task_error(error) or error
     except Exception:
         log.exception("task_error_hook_failed", task_id=task.task_id)
-        replacement = None
-    return error if replacement is None else replacement
+    info = error.error_info
+    if error.client_error:
+        log.info("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), error=info.msg)
+    elif raised is not None and not isinstance(raised, pyarrow.flight.FlightError):
+        log.error("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), exc_info=raised)
+    else:
+        log.error("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), error=info.msg)
+    return _failed(task, error)
 
 
 def _run(task: Task) -> TaskExecutionResult:
+    raised: Exception | None = None
     try:
         task.check_cancelled()  # cancelled between being taken from the queue and starting
         returned: object = task.run()
@@ -106,22 +112,21 @@ def _run(task: Task) -> TaskExecutionResult:
     except Exception as e:
         if task.cancelled:  # e.g. on_task_cancel closed a connection that run() was reading
             return cancelled_outcome(task)
+        raised = e
         returned = _error_for(task, e)
     if task.cancelled:
+        # whoever cancelled the task was told it is cancelled: a late result is dropped
         if isinstance(returned, (FlightDataTaskResult, ListFlightsTaskResult)):
             close_quietly(task.task_id, returned)
         return cancelled_outcome(task)
     if isinstance(returned, TaskError):
-        return _failed(task, returned)
-    if isinstance(returned, (FlightDataTaskResult, ListFlightsTaskResult)):
-        return TaskExecutionResult(task.task_id, task.cmd, result=returned, cancelled=False, error=None)
-    log.error(
-        "task_returned_invalid_value",
-        task_id=task.task_id,
-        returned=type(returned).__qualname__,
-        expected="FlightDataTaskResult, ListFlightsTaskResult or TaskError",
-    )
-    return internal_failure(task)
+        return _failure(task, returned, raised)
+    if returned is None:
+        log.error("task_returned_nothing", task_id=task.task_id)
+        return internal_failure(task)
+    # any other object is the result, as in the original package (do_get_task_result streams only
+    # FlightDataTaskResult; a service may read its own result objects in its own RPC methods)
+    return TaskExecutionResult(task.task_id, task.cmd, result=returned, cancelled=False, error=None)  # type: ignore[arg-type]
 
 
 def execute_task(task: Task) -> TaskExecutionResult:

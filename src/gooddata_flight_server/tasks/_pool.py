@@ -78,10 +78,11 @@ class WorkerPool:
         for _ in range(threads):
             self._jobs.put(None)
 
-    def join(self, deadline: float) -> bool:
-        """Wait for the threads to end until ``deadline`` (``time.monotonic()``); True if all ended."""
+    def join(self, deadline: float | None) -> bool:
+        """Wait for the threads to end until ``deadline`` (``time.monotonic()``; None: no deadline);
+        True if all ended."""
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in threads)

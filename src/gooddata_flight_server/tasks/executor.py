@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextvars
+import dataclasses
 import enum
 import functools
 import logging
@@ -29,10 +30,20 @@ from gooddata_flight_server.tasks._outcome import (
     internal_failure,
 )
 from gooddata_flight_server.tasks._pool import WorkerPool
-from gooddata_flight_server.tasks.results import TaskExecutionResult
+from gooddata_flight_server.tasks.results import (
+    FlightDataTaskResult,
+    ListFlightsTaskResult,
+    TaskExecutionResult,
+)
 from gooddata_flight_server.tasks.task import Task
 
-__all__ = ["TaskExecutor", "TaskExecutorConfig", "TaskWaitTimeoutError", "ThreadTaskExecutor"]
+__all__ = [
+    "TaskExecutor",
+    "TaskExecutorConfig",
+    "TaskExecutorSettings",
+    "TaskWaitTimeoutError",
+    "ThreadTaskExecutor",
+]
 
 log = structlog.get_logger(__name__)
 # structlog renders through stdlib logging (observability/logging.py), so this stdlib level check
@@ -106,6 +117,25 @@ class TaskExecutorConfig(Protocol):
     @property
     def task_queue_size(self) -> int: ...
 
+    @property
+    def task_result_max_count(self) -> int: ...
+
+    @property
+    def task_result_max_bytes(self) -> int: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskExecutorSettings:
+    """A :class:`TaskExecutorConfig` for executors built outside a server (the original package's
+    constructor arguments map onto it); 0 means unbounded for the queue and the stored results."""
+
+    task_threads: int = 4
+    task_close_threads: int = 2
+    task_result_ttl_sec: float = 15.0
+    task_queue_size: int = 0
+    task_result_max_count: int = 0
+    task_result_max_bytes: int = 0
+
 
 class _State(enum.Enum):
     QUEUED = 1
@@ -117,16 +147,36 @@ class _Entry:
     """Everything the executor knows about one task; the ``done`` event makes waiting race-free
     because a waiter holds the entry itself, not a dict lookup that eviction could undo."""
 
-    __slots__ = ("context", "done", "outcome", "state", "submitted_mono", "submitted_perf", "task")
+    __slots__ = (
+        "context",
+        "done",
+        "outcome",
+        "state",
+        "stored_bytes",
+        "submitted_mono",
+        "submitted_perf",
+        "task",
+    )
 
     def __init__(self, task: Task, context: contextvars.Context) -> None:
         self.task = task
         self.context = context
+        self.stored_bytes: int | None = None  # counted in the stored-result budget while not None
         self.submitted_perf = time.perf_counter()
         self.submitted_mono = time.monotonic()
         self.state = _State.QUEUED
         self.outcome: TaskExecutionResult | None = None
         self.done = threading.Event()
+
+
+def _result_size(task_id: str, result: object) -> int:
+    if not isinstance(result, FlightDataTaskResult):
+        return 0
+    try:
+        return max(0, int(result.nbytes))
+    except Exception:
+        log.exception("task_result_size_failed", task_id=task_id)
+        return 0
 
 
 class _Lifecycle(enum.Enum):
@@ -147,8 +197,27 @@ class ThreadTaskExecutor(TaskExecutor):
     finish keeps it ordered), watched by one reaper thread that sleeps until the next expiry.
     """
 
-    def __init__(self, config: TaskExecutorConfig, stop_wait: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        metric_prefix: str = "gdfs",
+        task_threads: int = 4,
+        result_close_threads: int = 2,
+        keep_results_for: float = 15,
+        *,
+        config: TaskExecutorConfig | None = None,
+        stop_wait: Callable[[], float] | None = None,
+    ) -> None:
+        """The server builds it with ``config`` (its ServerConfig) and ``stop_wait``; the positional
+        arguments are the original package's, for executors built outside a server, which start on
+        their first ``submit``. ``metric_prefix`` names the metrics (``<prefix>_task_queue`` ...)."""
+        if config is None:
+            config = TaskExecutorSettings(
+                task_threads=task_threads,
+                task_close_threads=result_close_threads,
+                task_result_ttl_sec=keep_results_for,
+            )
         self._config = config
+        self._metric_prefix = metric_prefix
         self._stop_wait = stop_wait
         self._lock = threading.Lock()
         self._expiry_cond = threading.Condition(self._lock)
@@ -156,6 +225,8 @@ class ThreadTaskExecutor(TaskExecutor):
         self._expiry: deque[tuple[float, _Entry]] = deque()
         self._queued = 0
         self._running = 0
+        self._stored_count = 0
+        self._stored_bytes = 0
         self._lifecycle = _Lifecycle.NEW
         self._metrics: TaskMetrics | None = None
         self._workers = WorkerPool("gdfs-task", config.task_threads)
@@ -165,25 +236,35 @@ class ThreadTaskExecutor(TaskExecutor):
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        with self._lock:
+            if self._lifecycle is not _Lifecycle.NEW:
+                raise RuntimeError("a task executor can be started only once")
+            self._start_locked()
+
+    def _start_once(self) -> None:
+        with self._lock:
+            if self._lifecycle is _Lifecycle.NEW:
+                self._start_locked()
+
+    def _start_locked(self) -> None:
         config = self._config
         if config.task_threads < 1 or config.task_close_threads < 1:
             raise ValueError("task_threads and task_close_threads must be at least 1")
         if config.task_result_ttl_sec < 0 or config.task_queue_size < 0:
             raise ValueError("task_result_ttl_sec and task_queue_size must not be negative")
-        with self._lock:
-            if self._lifecycle is not _Lifecycle.NEW:
-                raise RuntimeError("a task executor can be started only once")
-            self._metrics = task_metrics()
-            self._metrics.queues.track(self)
-            self._reaper = threading.Thread(target=self._reap, name="gdfs-task-reaper", daemon=True)
-            self._reaper.start()
-            self._lifecycle = _Lifecycle.STARTED
+        self._metrics = task_metrics(self._metric_prefix)
+        self._metrics.queues.track(self)
+        self._reaper = threading.Thread(target=self._reap, name="gdfs-task-reaper", daemon=True)
+        self._reaper.start()
+        self._lifecycle = _Lifecycle.STARTED
         log.debug("task_executor_started", task_threads=config.task_threads)
 
-    def stop(self) -> None:
-        """Cancel queued tasks, ask running ones to cancel and wait for them within ``stop_wait()``
-        seconds, then close every stored result. Idempotent; never raises for a slow task: a task
-        still running at the deadline is reported cancelled and its result closed when it ends."""
+    def stop(self, cancel_running: bool = True, timeout: float | None = None) -> None:
+        """Cancel queued tasks, ask running ones to cancel (unless ``cancel_running`` is False) and
+        wait for them within ``timeout`` seconds (default: what ``stop_wait()`` says is left of the
+        server's drain deadline; without either, until they end), then close every stored result.
+        Idempotent; never raises for a slow task: a task still running at the deadline is reported
+        cancelled and its result closed when it ends."""
         with self._lock:
             if self._lifecycle is not _Lifecycle.STARTED:
                 self._lifecycle = _Lifecycle.STOPPED
@@ -195,13 +276,16 @@ class ThreadTaskExecutor(TaskExecutor):
                 self._finish_locked(entry, cancelled_outcome(entry.task))
             self._queued = 0
             self._expiry_cond.notify_all()  # the reaper ends
-        deadline = time.monotonic() + max(0.0, self._stop_wait())
+        if timeout is None and self._stop_wait is not None:
+            timeout = self._stop_wait()
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         for entry in queued:
             entry.task.cancel()  # the hook may release what the task holds; it never runs anyway
             entry.done.set()
         self._count_cancelled(len(queued))
-        for entry in running:
-            entry.task.cancel()
+        if cancel_running:
+            for entry in running:
+                entry.task.cancel()
         self._workers.stop()
         all_ended = self._workers.join(deadline)
         with self._lock:
@@ -221,7 +305,7 @@ class ThreadTaskExecutor(TaskExecutor):
         self._closers.stop()
         closed = self._closers.join(deadline)
         if self._reaper is not None:
-            self._reaper.join(max(0.0, deadline - time.monotonic()))
+            self._reaper.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._metrics is not None:
             self._metrics.queues.untrack(self)
         log.info(
@@ -238,28 +322,55 @@ class ThreadTaskExecutor(TaskExecutor):
     def submit(self, task: Task) -> None:
         entry = _Entry(task, contextvars.copy_context())
         task_id = task.task_id
+        if self._lifecycle is _Lifecycle.NEW and self._stop_wait is None:
+            self._start_once()  # built the original package's way: usable right after construction
         with self._lock:
             if self._lifecycle is not _Lifecycle.STARTED:
                 if self._lifecycle is _Lifecycle.NEW:
                     raise RuntimeError("the task executor is not started")
+                self._reject("shutting_down")
                 raise ErrorInfo.for_reason(
                     ErrorCode.SHUTTING_DOWN, "The server is shutting down and accepts no new tasks."
                 ).to_unavailable_error()
             if task_id in self._tasks:
                 raise ValueError(f"a task with id {task_id!r} was submitted already")
-            limit = self._config.task_queue_size
-            # Queued plus running tasks bound the queue exactly, even while a freed worker has
-            # not yet picked up the next task.
-            if limit > 0 and self._queued + self._running >= self._config.task_threads + limit:
-                raise ErrorInfo.for_reason(
-                    ErrorCode.BACKPRESSURE,
-                    f"The server is busy: {self._queued} tasks wait to run already. Retry later.",
-                ).to_unavailable_error()
+            self._check_room_locked()
             self._tasks[task_id] = entry
             self._queued += 1
             self._workers.submit(lambda: self._run(entry))
         if _debug_enabled():
             log.debug("task_submitted", task_id=task_id)
+
+    def _check_room_locked(self) -> None:
+        """Refuse a task, with a retryable BACKPRESSURE, while the queue or the result budget is full.
+
+        Nothing accepted is ever dropped to make room: stored results stay until read, cancelled or
+        expired, and the client retries (on this replica or another) once there is room again.
+        """
+        config = self._config
+        limit = config.task_queue_size
+        # Queued plus running tasks bound the queue exactly, even while a freed worker has
+        # not yet picked up the next task.
+        if limit > 0 and self._queued + self._running >= config.task_threads + limit:
+            self._reject("queue_full")
+            raise ErrorInfo.for_reason(
+                ErrorCode.BACKPRESSURE,
+                f"The server is busy: {self._queued} tasks wait to run already. Retry later.",
+            ).to_unavailable_error()
+        max_count, max_bytes = config.task_result_max_count, config.task_result_max_bytes
+        if (max_count > 0 and self._stored_count >= max_count) or (
+            max_bytes > 0 and self._stored_bytes >= max_bytes
+        ):
+            self._reject("results_full")
+            raise ErrorInfo.for_reason(
+                ErrorCode.BACKPRESSURE,
+                f"The server holds as many results as it may ({self._stored_count} results, "
+                f"{self._stored_bytes} bytes) until clients fetch them or they expire. Retry later.",
+            ).to_unavailable_error()
+
+    def _reject(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.rejected[reason].inc()
 
     def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
         entry = self._tasks.get(task_id)
@@ -273,28 +384,32 @@ class ThreadTaskExecutor(TaskExecutor):
         entry = self._tasks.get(task_id)
         if entry is None:
             return True
-        if entry.state is _State.FINISHED:
-            self.close_result(task_id)
-            return True
-        # Outside the lock: cancel() runs the task's on_task_cancel hook, which is user code.
-        if not entry.task.cancel():
-            return False
         with self._lock:
-            state: _State = entry.state  # it may have finished since the check above
-            finished = state is _State.FINISHED
-            dequeued = state is _State.QUEUED
+            dequeued = entry.state is _State.QUEUED
             if dequeued:
-                # The worker that takes the job from the pool will skip it; it never runs.
+                # it never ran: cancelling always works, cancellable or not (as in the original);
+                # the worker that takes the job from the pool will skip it
                 self._queued -= 1
                 self._finish_locked(entry, cancelled_outcome(entry.task))
-        if finished:
-            self.close_result(task_id)
-            return True
         if dequeued:
+            entry.task.cancel()  # user code (on_task_cancel), outside the lock; the task never runs
             entry.done.set()
             self._count_cancelled(1)
             log.debug("task_cancelled", task_id=task_id, was="queued")
+            return True
+        if entry.state is _State.FINISHED:
+            self.close_result(task_id)
+            return True
+        # running: cancellation is cooperative, and refused by a task that is not cancellable
+        if not entry.task.cancel():
+            return False
+        if self._finished(entry):  # it finished in between, with its result: drop the result
+            self.close_result(task_id)
         return True
+
+    @staticmethod
+    def _finished(entry: _Entry) -> bool:
+        return entry.state is _State.FINISHED
 
     def close_result(self, task_id: str) -> bool:
         with self._lock:
@@ -319,12 +434,33 @@ class ThreadTaskExecutor(TaskExecutor):
     def close_queue_depth(self) -> int:
         return self._closers.depth
 
+    @property
+    def running_count(self) -> int:
+        return self._running
+
+    @property
+    def stored_results(self) -> tuple[int, int]:
+        """Results kept for clients to fetch: (how many, their bytes)."""
+        return self._stored_count, self._stored_bytes
+
+    @property
+    def result_limits(self) -> tuple[int, int]:
+        """The budget for stored results: (most results, most bytes); 0 means unbounded."""
+        return self._config.task_result_max_count, self._config.task_result_max_bytes
+
     # -- internals ----------------------------------------------------------------------------------
 
-    def _finish_locked(self, entry: _Entry, outcome: TaskExecutionResult) -> None:
-        """Record the outcome and schedule its expiry; the caller sets ``entry.done`` after unlocking."""
+    def _finish_locked(self, entry: _Entry, outcome: TaskExecutionResult, size: int = 0) -> None:
+        """Record the outcome and schedule its expiry; the caller sets ``entry.done`` after unlocking.
+
+        A result counts in the stored-result budget (``size`` bytes) until it is evicted or closed.
+        """
         entry.outcome = outcome
         entry.state = _State.FINISHED
+        if outcome.result is not None and self._lifecycle is _Lifecycle.STARTED:
+            entry.stored_bytes = size
+            self._stored_count += 1
+            self._stored_bytes += size
         if self._lifecycle is _Lifecycle.STARTED:
             was_empty = not self._expiry
             self._expiry.append((time.monotonic() + self._config.task_result_ttl_sec, entry))
@@ -350,24 +486,30 @@ class ThreadTaskExecutor(TaskExecutor):
             log.error("task_executor_failed", task_id=task.task_id, exc_info=e)
             outcome = internal_failure(task)
         finished = time.monotonic()
+        result = outcome.result
+        size = _result_size(task.task_id, result)  # user code (a result's nbytes): outside the lock
         with self._lock:
             self._running -= 1
             late = entry.state is not _State.RUNNING  # stop() reported it cancelled already
             if not late:
-                self._finish_locked(entry, outcome)
+                self._finish_locked(entry, outcome, size)
         metrics.duration.observe(finished - started)
         if late:
-            if outcome.result is not None:
-                close_quietly(task.task_id, outcome.result)
+            if isinstance(result, (FlightDataTaskResult, ListFlightsTaskResult)):
+                close_quietly(task.task_id, result)
             return
+        if isinstance(result, FlightDataTaskResult) and entry.stored_bytes is not None:
+            # a single-use result read by its DoGet is closed then: from then on it does not count
+            result.add_close_callback(lambda: self._unstore(entry))
         entry.done.set()
         metrics.e2e_duration.observe(finished - entry.submitted_mono)
+        # as in the original package: completed counts every task that finished, error only the
+        # failures that are the server's (not the client's) fault
+        metrics.completed.inc()
         if outcome.cancelled:
             metrics.cancelled.inc()
-        elif outcome.error is not None:
+        elif outcome.error is not None and not outcome.error.client_error:
             metrics.error.inc()
-        else:
-            metrics.completed.inc()
 
     def _reap(self) -> None:
         """The reaper thread: evict outcomes whose TTL passed, oldest first."""
@@ -391,13 +533,24 @@ class ThreadTaskExecutor(TaskExecutor):
             for entry in expired:
                 self._close_outcome(entry)
 
+    def _unstore(self, entry: _Entry) -> None:
+        """Take a result out of the stored-result budget, once (it was evicted, closed or read)."""
+        with self._lock:
+            stored, entry.stored_bytes = entry.stored_bytes, None
+            if stored is not None:
+                self._stored_count -= 1
+                self._stored_bytes -= stored
+
     def _close_outcome(self, entry: _Entry) -> None:
         """Close an evicted outcome's result on the close threads (closing waits for readers)."""
+        self._unstore(entry)
         outcome = entry.outcome
         if outcome is None or outcome.result is None:
             return
         result = outcome.result
         task_id = entry.task.task_id
+        if not isinstance(result, (FlightDataTaskResult, ListFlightsTaskResult)):
+            return  # a service's own result object: nothing of ours to close
         if not self._closers.submit(lambda: close_quietly(task_id, result)):
             close_quietly(task_id, result)  # the closers stopped: close here
 

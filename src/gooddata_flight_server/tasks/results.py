@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow
 import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.tasks.task import TaskError
+from gooddata_flight_server.tasks.error import TaskError
 
 __all__ = [
     "ArrowData",
@@ -47,33 +47,108 @@ class DataLock(Protocol):
 class FlightDataTaskResult(abc.ABC):
     """A task result that a DoGet streams to the client.
 
-    Use :meth:`for_data` (or :meth:`for_table` / :meth:`for_reader`) for Arrow data. Implement this
-    class when the result needs special handling, e.g. data produced as an iterable of record
-    batches, or resources to release when the result goes away.
+    Use :meth:`for_data` (or :meth:`for_table` / :meth:`for_reader`) for Arrow data. Subclass it
+    when the result needs special handling, as in the original package: call
+    ``super().__init__(single_use_data=...)`` and implement :meth:`get_schema`, :meth:`_get_data`
+    (the data: a Table, a RecordBatchReader, a RecordBatch, or an iterable of those) and
+    :meth:`_close` (release what the data holds; called exactly once, after the last reader).
+    :meth:`acquire_data` and :meth:`close` are provided and not meant to be overridden.
+
+    Any number of DoGets may read a repeatable result at the same time; ``close`` waits for them.
     """
+
+    def __init__(self, single_use_data: bool = False) -> None:
+        self._single_use_data = single_use_data
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._consumed = False
+        self._closed = False
+        self._close_callbacks: list[Callable[[], None]] = []
+
+    @property
+    def single_use_data(self) -> bool:
+        """True if the data can be read only once (a live stream); a second DoGet is then refused."""
+        return self._single_use_data
 
     @abc.abstractmethod
     def get_schema(self) -> pyarrow.Schema:
         """Schema of the data; goes into the FlightInfo and into the stream of an iterable of batches."""
 
-    @property
     @abc.abstractmethod
-    def single_use_data(self) -> bool:
-        """True if the data can be read only once (a live stream); a second DoGet is then refused."""
+    def _get_data(self) -> ArrowData | Iterable[Any]:
+        """The data; called once per reader (once in all for single-use data)."""
 
     @abc.abstractmethod
-    def acquire_data(self) -> tuple[DataLock, ArrowData | Iterable[pyarrow.RecordBatch]]:
+    def _close(self) -> None:
+        """Release the data's resources; called once, when no reader holds the data any more."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of Arrow data this result keeps in memory while stored (0 when unknown or streamed).
+
+        The executor's memory budget for stored results counts this; results built with
+        :meth:`for_table` report the table's size.
+        """
+        return 0
+
+    def acquire_data(self) -> tuple[DataLock, ArrowData | Iterable[Any]]:
         """Hand out the data with a lock that is already held by the caller, who releases it when done.
 
-        An implementation raises ``ErrorInfo(COMMAND_RESULT_CONSUMED).to_server_error()`` when single
-        use data was handed out already, and ``ErrorInfo(INVALID_TICKET).to_server_error()`` once the
-        result is closed.
+        Raises ``FlightServerError`` with ErrorInfo COMMAND_RESULT_CONSUMED when single-use data
+        was handed out already, and INVALID_TICKET once the result is closed.
         """
+        with self._cond:
+            # Consumed before closed: a single use result is closed right after its DoGet, and the
+            # client asking again should learn that it was consumed, not that its ticket is bad.
+            if self._single_use_data and self._consumed:
+                raise ErrorInfo.for_reason(
+                    ErrorCode.COMMAND_RESULT_CONSUMED,
+                    "The result was streamed already and can be read only once.",
+                ).to_server_error()
+            if self._closed:
+                raise ErrorInfo.for_reason(
+                    ErrorCode.INVALID_TICKET, "The result is no longer available."
+                ).to_server_error()
+            self._readers += 1
+            self._consumed = True
+        try:
+            return _ReadLock(self), self._get_data()
+        except BaseException:
+            self._release_reader()
+            raise
 
-    @abc.abstractmethod
+    def _release_reader(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
+
     def close(self) -> None:
-        """Release the data once no reader holds its lock; idempotent. Called by the executor when
-        the result is evicted, and after a DoGet of single use data."""
+        """Release the data once no reader holds it; idempotent. Called by the executor when the
+        result is evicted, and after a DoGet of single use data."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.wait_for(lambda: self._readers == 0)
+            callbacks, self._close_callbacks = self._close_callbacks, []
+        try:
+            self._close()
+        finally:
+            for callback in callbacks:
+                callback()
+
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the result is closed (at once if it is closed already); it must not
+        raise. A subclass that did not call ``super().__init__()`` cannot tell: nothing is registered."""
+        cond = getattr(self, "_cond", None)
+        if cond is None:
+            return
+        with cond:
+            if not self._closed:
+                self._close_callbacks.append(callback)
+                return
+        callback()
 
     @staticmethod
     def for_data(data: ArrowData, on_close: Callable[[], None] | None = None) -> FlightDataTaskResult:
@@ -82,10 +157,8 @@ class FlightDataTaskResult(abc.ABC):
         ``on_close`` runs once when the result is closed, after the last reader finished (and after
         a reader was closed): the place to release what produced the data.
         """
-        if isinstance(data, pyarrow.Table):
-            return _ArrowDataResult(data, single_use=False, on_close=on_close)
-        if isinstance(data, pyarrow.RecordBatchReader):
-            return _ArrowDataResult(data, single_use=True, on_close=on_close)
+        if isinstance(data, (pyarrow.Table, pyarrow.RecordBatchReader)):
+            return _ArrowDataResult(data, on_close=on_close)
         raise ValueError(
             f"cannot make a task result of {type(data).__module__}.{type(data).__qualname__}; "
             "expected a pyarrow.Table or a pyarrow.RecordBatchReader"
@@ -103,12 +176,12 @@ class FlightDataTaskResult(abc.ABC):
 
 
 class _ReadLock:
-    """One reader's hold on an :class:`_ArrowDataResult`; releasing twice is harmless so that a
-    failure path and a call finalizer may both release it."""
+    """One reader's hold on a result; releasing twice is harmless so that a failure path and a
+    call finalizer may both release it."""
 
     __slots__ = ("_released", "_result")
 
-    def __init__(self, result: _ArrowDataResult) -> None:
+    def __init__(self, result: FlightDataTaskResult) -> None:
         self._result = result
         self._released = False
 
@@ -119,57 +192,29 @@ class _ReadLock:
 
 
 class _ArrowDataResult(FlightDataTaskResult):
-    """Counts readers instead of serialising them: any number of DoGets may stream one Table at the
-    same time, and ``close`` waits until the count drops to zero."""
+    """A Table (repeatable) or a RecordBatchReader (single use)."""
 
-    def __init__(self, data: ArrowData, single_use: bool, on_close: Callable[[], None] | None) -> None:
+    def __init__(self, data: ArrowData, on_close: Callable[[], None] | None) -> None:
+        super().__init__(single_use_data=isinstance(data, pyarrow.RecordBatchReader))
         self._data: ArrowData | None = data
         self._schema = data.schema
-        self._single_use = single_use
         self._on_close = on_close
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._consumed = False
-        self._closed = False
 
     def get_schema(self) -> pyarrow.Schema:
         return self._schema
 
     @property
-    def single_use_data(self) -> bool:
-        return self._single_use
+    def nbytes(self) -> int:
+        data = self._data
+        return data.nbytes if isinstance(data, pyarrow.Table) else 0
 
-    def acquire_data(self) -> tuple[DataLock, ArrowData]:
-        with self._cond:
-            # Consumed before closed: a single use result is closed right after its DoGet, and the
-            # client asking again should learn that it was consumed, not that its ticket is bad.
-            if self._single_use and self._consumed:
-                raise ErrorInfo.for_reason(
-                    ErrorCode.COMMAND_RESULT_CONSUMED,
-                    "The result was streamed already and can be read only once.",
-                ).to_server_error()
-            if self._closed or self._data is None:
-                raise ErrorInfo.for_reason(
-                    ErrorCode.INVALID_TICKET, "The result is no longer available."
-                ).to_server_error()
-            self._readers += 1
-            self._consumed = True
-            return _ReadLock(self), self._data
+    def _get_data(self) -> ArrowData:
+        assert self._data is not None, "acquire_data refuses closed results"
+        return self._data
 
-    def _release_reader(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if self._readers == 0:
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._cond.wait_for(lambda: self._readers == 0)
-            data, self._data = self._data, None
-            on_close, self._on_close = self._on_close, None
+    def _close(self) -> None:
+        data, self._data = self._data, None
+        on_close, self._on_close = self._on_close, None
         try:
             if isinstance(data, pyarrow.RecordBatchReader):
                 data.close()
@@ -178,17 +223,17 @@ class _ArrowDataResult(FlightDataTaskResult):
                 on_close()
 
 
+@dataclass
 class ListFlightsTaskResult:
     """Result of a task that answers ListFlights: FlightInfos rather than data."""
 
-    __slots__ = ("_flight_infos",)
+    flight_infos: tuple[pyarrow.flight.FlightInfo, ...]
 
-    def __init__(self, flight_infos: Iterable[pyarrow.flight.FlightInfo]) -> None:
-        self._flight_infos = list(flight_infos)
+    def __post_init__(self) -> None:
+        self.flight_infos = tuple(self.flight_infos)
 
-    @property
-    def flight_infos(self) -> list[pyarrow.flight.FlightInfo]:
-        return self._flight_infos
+    def as_generator(self) -> Generator[pyarrow.flight.FlightInfo, None, None]:
+        yield from self.flight_infos
 
     def close(self) -> None:
         """Nothing to release; present so that the executor closes every result the same way."""
@@ -200,7 +245,7 @@ TaskResult: TypeAlias = FlightDataTaskResult | ListFlightsTaskResult
 
 @dataclass(frozen=True)
 class TaskExecutionResult:
-    """How a task ended: exactly one of ``result``, ``cancelled`` or ``error``.
+    """How a task ended: ``result`` when it produced one, else ``cancelled`` or ``error``.
 
     ``cmd`` is the task's command, handed back so that the FlightInfo built from the result can carry
     the descriptor the client asked with.
@@ -211,11 +256,3 @@ class TaskExecutionResult:
     result: TaskResult | None
     cancelled: bool
     error: TaskError | None
-
-    def __post_init__(self) -> None:
-        outcomes = (self.result is not None) + self.cancelled + (self.error is not None)
-        if outcomes != 1:
-            raise ValueError(
-                f"a task execution has exactly one outcome (result, cancelled or error), got {outcomes}: "
-                f"result={self.result!r}, cancelled={self.cancelled!r}, error={self.error!r}"
-            )

@@ -24,12 +24,6 @@ from gooddata_flight_server.tasks.results import FlightDataTaskResult
 __all__ = ["task_result_stream"]
 
 
-def _invalid_ticket(task_id: str, why: str) -> pyarrow.flight.FlightServerError:
-    return ErrorInfo.for_reason(
-        ErrorCode.INVALID_TICKET, f"Invalid ticket for task '{task_id}': {why}."
-    ).to_server_error()
-
-
 def _released_at_end(batches: Iterable[Any], on_end: Callable[[], None]) -> Iterator[Any]:
     """Fallback when there is no call finalizer: end of iteration, or the generator being dropped
     by pyarrow when the client goes away, releases the data."""
@@ -50,7 +44,11 @@ def task_result_stream(
     """
     execution = task_executor.wait_for_result(task_id)
     if execution is None:
-        raise _invalid_ticket(task_id, "the task does not exist or its result has expired")
+        raise ErrorInfo.for_reason(
+            ErrorCode.INVALID_TICKET,
+            f"Unable to serve data for task '{task_id}'. The task result is not present "
+            "(the task does not exist or its result has expired).",
+        ).to_user_error()
     if execution.error is not None:
         raise execution.error.as_flight_error()
     if execution.cancelled:
@@ -59,7 +57,10 @@ def task_result_stream(
         ).to_server_error()
     result = execution.result
     if not isinstance(result, FlightDataTaskResult):
-        raise _invalid_ticket(task_id, "the task did not produce Flight data")
+        raise ErrorInfo.for_reason(
+            ErrorCode.INTERNAL_ERROR,
+            f"The result of task '{task_id}' exists but is not Flight data: {type(result).__name__}.",
+        ).to_internal_error()
 
     lock, data = result.acquire_data()
     single_use = result.single_use_data

@@ -1,4 +1,4 @@
-"""A unit of long-running work, and the error it may end with.
+"""A unit of long-running work.
 
 A data service subclasses :class:`Task`, implements :meth:`Task.run` and submits instances to the
 server's task executor. The executor runs the task on one of its threads; the task reports back by
@@ -11,90 +11,15 @@ import abc
 import os
 import threading
 from concurrent.futures import CancelledError
-from typing import TYPE_CHECKING
 
-import pyarrow.flight
 import structlog
 
-from gooddata_flight_server.errors import ErrorFactory, ErrorInfo
+from gooddata_flight_server.tasks.error import TaskError
+from gooddata_flight_server.tasks.results import TaskResult
 
-if TYPE_CHECKING:
-    from gooddata_flight_server.tasks.results import TaskResult
-
-__all__ = ["Task", "TaskError"]
+__all__ = ["Task"]
 
 log = structlog.get_logger(__name__)
-
-
-class TaskError:
-    """How a task failed, in the form a Flight client receives it.
-
-    ``error_info`` travels to the client as is (see :meth:`as_flight_error`), so it must not hold
-    anything the client may not see. The executor honours that for the errors it builds itself: when
-    a task raises, the traceback goes to the server log and the ErrorInfo only names the exception.
-
-    ``client_error`` says who is at fault:
-
-    - ``True``: the request was wrong (bad argument, unknown dataset...). Every part of the
-      ErrorInfo, ``detail`` included, was written for the client. The executor logs such failures
-      quietly (no traceback, not at error level): they are not the server's problem.
-    - ``False`` (default): the server failed. ``detail`` may hold server internals if whoever
-      built the ErrorInfo put them there (e.g. ``ErrorInfo.for_exc(..., include_traceback=True)``);
-      :meth:`to_client_error` drops it.
-
-    ``error_factory`` picks the Flight status the client sees (``FlightServerError`` by default;
-    ``FlightUnavailableError`` for a retryable condition, for example).
-    """
-
-    __slots__ = ("_client_error", "_error_factory", "_error_info")
-
-    def __init__(
-        self,
-        error_info: ErrorInfo,
-        error_factory: ErrorFactory = pyarrow.flight.FlightServerError,
-        client_error: bool = False,
-    ) -> None:
-        self._error_info = error_info
-        self._error_factory = error_factory
-        self._client_error = client_error
-
-    @property
-    def error_info(self) -> ErrorInfo:
-        return self._error_info
-
-    @property
-    def error_factory(self) -> ErrorFactory:
-        return self._error_factory
-
-    @property
-    def client_error(self) -> bool:
-        return self._client_error
-
-    def as_flight_error(self) -> pyarrow.flight.FlightError:
-        """The Flight exception carrying the whole ErrorInfo; raise it to send the error to a client.
-
-        ``do_get_task_result`` raises this one, so a client sees the same error whether it learns
-        of the failure from GetFlightInfo or from DoGet.
-        """
-        return self._error_info.to_flight_error(self._error_factory)
-
-    def to_client_error(self) -> pyarrow.flight.FlightError:
-        """Like :meth:`as_flight_error`, minus ``detail`` unless this is a client error.
-
-        For services that put tracebacks or other internals into the detail of server-side errors
-        for their own logs, yet answer clients with the message and code only.
-        """
-        info = self._error_info
-        if not self._client_error and info.detail is not None:
-            info = info.copy().with_detail(None)
-        return info.to_flight_error(self._error_factory)
-
-    def __repr__(self) -> str:
-        return (
-            f"TaskError(error_info={self._error_info!r}, "
-            f"error_factory={getattr(self._error_factory, '__name__', self._error_factory)!s}, "
-            f"client_error={self._client_error!r})"
-        )
 
 
 class Task(abc.ABC):
@@ -115,7 +40,7 @@ class Task(abc.ABC):
         self._task_id = os.urandom(16).hex() if task_id is None else task_id  # 32 hex digits
         self._cancellable = cancellable
         self._cancelled = False
-        self._lock = threading.Lock()
+        self._cancel_lock = threading.Lock()  # the original package's name: subclasses may use _lock
 
     @property
     def task_id(self) -> str:
@@ -125,10 +50,6 @@ class Task(abc.ABC):
     @property
     def cmd(self) -> bytes:
         return self._cmd
-
-    @property
-    def cancellable(self) -> bool:
-        return self._cancellable
 
     @property
     def cancelled(self) -> bool:
@@ -146,7 +67,7 @@ class Task(abc.ABC):
         the thread whose call cancelled the task, outside the task's lock, so the hook may take its
         time or call back into the task.
         """
-        with self._lock:
+        with self._cancel_lock:
             if not self._cancellable:
                 return False
             if self._cancelled:
@@ -159,13 +80,16 @@ class Task(abc.ABC):
             log.exception("task_cancel_hook_failed", task_id=self._task_id)
         return True
 
-    def switch_non_cancellable(self) -> bool:
-        """Make the task non-cancellable; False if it was cancelled already (then stop working)."""
-        with self._lock:
+    def switch_non_cancellable(self) -> None:
+        """Make the task non-cancellable before work that must not be interrupted (a commit).
+
+        Raises ``concurrent.futures.CancelledError`` if the task was cancelled already, so ``run``
+        stops right there (as in the original package); the executor reports the task cancelled.
+        """
+        with self._cancel_lock:
             if self._cancelled:
-                return False
+                raise CancelledError(f"task {self._task_id} was cancelled")
             self._cancellable = False
-            return True
 
     def on_task_cancel(self) -> None:  # noqa: B027  # an optional hook, not abstract on purpose
         """Called once when the task is cancelled, e.g. to interrupt a blocking call ``run`` waits in.
@@ -173,11 +97,11 @@ class Task(abc.ABC):
         May run on any thread, concurrently with ``run``. Does nothing by default.
         """
 
-    def on_task_error(self, error: Exception) -> TaskError | None:
-        """Called on the worker thread when ``run`` raised ``error``; return a TaskError to replace
-        the executor's default mapping (see the executor's docs), or None to keep it.
-
-        Not called for cancellation nor for a TaskError that ``run`` returned.
+    def on_task_error(self, error: TaskError) -> TaskError | None:
+        """Called on the worker thread when the task failed, with the TaskError the executor made
+        of what ``run`` raised (or the one ``run`` returned); return a TaskError to use instead, or
+        None to keep ``error``. The place to classify errors (e.g. ``error.to_client_error()``) or
+        to track them. Not called for cancellation.
         """
         return None
 
