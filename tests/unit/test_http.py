@@ -241,8 +241,10 @@ def test_a_kept_alive_connection_waits_from_its_last_answer() -> None:
                 assert first.get("/ok").status == 200
 
 
-def _gated(gate: threading.Event) -> Handler:
+def _gated(gate: threading.Event, entered: threading.Event | None = None) -> Handler:
     def handler(request: Request) -> Response:
+        if entered is not None:
+            entered.set()
         gate.wait(WAIT)
         return Response(200, b"late")
 
@@ -281,23 +283,17 @@ def test_a_slow_handler_gets_503_at_its_deadline_and_its_late_answer_is_dropped(
 
 def test_requests_beyond_max_pending_are_503_at_once() -> None:
     """While the workers hold max_pending requests, more get 503 with Retry-After at once."""
-    gate = threading.Event()
-    limits = HttpLimits(max_pending=2, handler_timeout_sec=WAIT)
-    with serving({"/slow": _gated(gate)}, workers=1, limits=limits) as server:
-        waiting = [RawClient(server.port) for _ in range(2)]
-        try:
-            for client in waiting:
-                client.send(b"GET /slow HTTP/1.1\r\n\r\n")
-            with RawClient(server.port) as extra:
-                wait_until(lambda: server.open_connections == 3, "all connected")
-                answer = extra.get("/slow")
-                assert answer.status == 503 and answer.headers["retry-after"] == "1"
+    gate, entered = threading.Event(), threading.Event()
+    limits = HttpLimits(max_pending=1, handler_timeout_sec=WAIT)
+    with serving({"/slow": _gated(gate, entered)}, workers=1, limits=limits) as server:
+        with RawClient(server.port) as waiting, RawClient(server.port) as extra:
+            waiting.send(b"GET /slow HTTP/1.1\r\n\r\n")
+            assert entered.wait(WAIT)
+            answer = extra.get("/slow")
+            assert answer.status == 503 and answer.headers["retry-after"] == "1"
             gate.set()
-            assert [c.response().body for c in waiting] == [b"late", b"late"]
-        finally:
-            gate.set()
-            for client in waiting:
-                client.close()
+            assert waiting.response().body == b"late"
+            assert extra.get("/slow").body == b"late", "the connection stays usable after a 503"
 
 
 def test_a_failing_handler_is_a_500_and_logged_once() -> None:
@@ -316,11 +312,12 @@ def test_a_failing_handler_is_a_500_and_logged_once() -> None:
 
 def test_stop_is_quick_and_closes_every_connection() -> None:
     """stop() with idle, partial and waiting connections open returns quickly and closes them all."""
-    gate = threading.Event()
-    with serving({"/slow": _gated(gate)}, workers=1) as server:
+    gate, entered = threading.Event(), threading.Event()
+    with serving({"/slow": _gated(gate, entered)}, workers=1) as server:
         clients = [RawClient(server.port) for _ in range(5)]
         clients[1].send(b"GET /slow HTT")
         clients[2].send(b"GET /slow HTTP/1.1\r\n\r\n")  # stuck in the worker until the gate opens
+        assert entered.wait(WAIT)
         wait_until(lambda: server.open_connections == 5, "all connected")
         with structlog.testing.capture_logs() as logs:
             start = time.monotonic()
