@@ -93,42 +93,27 @@ def _phrase(status: int) -> str:
         return ""
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Job:
-    __slots__ = ("cancelled", "conn", "handler", "request", "response")
-
-    def __init__(self, conn: _Conn, handler: Handler, request: Request) -> None:
-        self.conn = conn
-        self.handler = handler
-        self.request = request
-        self.response: Response | None = None
-        self.cancelled = False
+    conn: _Conn
+    handler: Handler
+    request: Request
+    response: Response | None = None
+    cancelled: bool = False  # set by the selector thread: its answer is no longer wanted
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Conn:
-    __slots__ = (
-        "buf",
-        "deadline",
-        "events",
-        "head_only",
-        "job",
-        "keep_alive",
-        "out",
-        "scanned",
-        "sock",
-        "state",
-    )
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.state = _READING
-        self.buf = bytearray()
-        self.scanned = 0  # how much of buf is known to hold no end of the request head
-        self.out = memoryview(b"")
-        self.deadline = 0.0
-        self.events = 0
-        self.keep_alive = False
-        self.head_only = False
-        self.job: _Job | None = None
+    sock: socket.socket
+    state: int = _READING
+    buf: bytearray = dataclasses.field(default_factory=bytearray)
+    scanned: int = 0  # how much of buf is known to hold no end of the request head
+    out: bytes | memoryview = b""  # what is left to send of the answer
+    deadline: float = 0.0
+    events: int = 0  # what the selector watches it for
+    keep_alive: bool = False
+    head_only: bool = False
+    job: _Job | None = None
 
 
 class HttpServer:
