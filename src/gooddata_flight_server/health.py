@@ -7,17 +7,13 @@ reports ``NOT_OK`` makes the whole server not live; readiness follows the server
 from __future__ import annotations
 
 import enum
-import http
-import http.server
-import socket
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 import structlog
 
-from gooddata_flight_server._background_http import BackgroundHttp, bind_or_explain
+from gooddata_flight_server._http import HttpLimits, HttpServer, plain
 
 __all__ = ["HealthCheckServer", "ModuleHealthStatus", "ServerHealthMonitor"]
 
@@ -80,61 +76,42 @@ class ServerHealthMonitor:
         self._ready = ready
 
 
-class _HealthHandler(http.server.BaseHTTPRequestHandler):
-    """``GET /ready`` and ``GET /live``: 202 when healthy, 500 when not; anything else 404."""
-
-    monitor: ServerHealthMonitor  # set on the per-server subclass
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/ready":
-            self._answer(202 if self.monitor.is_ready() else 500)
-        elif path == "/live":
-            self._answer(202 if self.monitor.is_alive() else 500)
-        else:
-            self._answer(404)
-
-    def _answer(self, status: int) -> None:
-        body = http.HTTPStatus(status).phrase.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        # one answer per connection: a probe's kept-alive connection must not outlive the server
-        self.send_header("Connection", "close")
-        self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Probes hit these endpoints every few seconds: keep them out of the logs."""
-
-
-class _HttpServer6(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
 class HealthCheckServer:
-    """The HTTP endpoint for Kubernetes probes, a lifecycle subsystem of the server."""
+    """The HTTP endpoint for Kubernetes probes, a lifecycle subsystem of the server.
 
-    def __init__(self, monitor: ServerHealthMonitor, host: str, port: int) -> None:
+    ``GET``/``HEAD`` of ``/ready`` and ``/live``: 202 when healthy, 500 when not. Answers are made on
+    the endpoint's selector thread (two flag reads), so no worker thread is needed.
+    """
+
+    def __init__(
+        self, monitor: ServerHealthMonitor, host: str, port: int, *, limits: HttpLimits | None = None
+    ) -> None:
         self._monitor = monitor
         self._host = host
         self._port = port
-        self._served: BackgroundHttp | None = None
+        self._limits = limits
+        self._served: HttpServer | None = None
 
     @property
     def port(self) -> int:
         assert self._served is not None, "health check server not started"
         return self._served.port
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open to the endpoint right now (0 when stopped)."""
+        return 0 if self._served is None else self._served.open_connections
+
     def start(self) -> None:
-        handler = type("HealthHandler", (_HealthHandler,), {"monitor": self._monitor})
-        server_class = _HttpServer6 if ":" in self._host else http.server.ThreadingHTTPServer
-        httpd = bind_or_explain(
-            "health check", self._host, self._port, lambda: server_class((self._host, self._port), handler)
+        routes = {
+            "/ready": lambda _: plain(202 if self._monitor.is_ready() else 500),
+            "/live": lambda _: plain(202 if self._monitor.is_alive() else 500),
+        }
+        served = HttpServer(
+            "health check", self._host, self._port, routes, limits=self._limits, thread_name="gdfs-health"
         )
-        self._served = BackgroundHttp(httpd, "gdfs-health")
+        served.start()
+        self._served = served
         log.info("health_check_listening", host=self._host, port=self.port)
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
+from tests.raw_http import RawClient
 
 _OPS = {
     "server": {
@@ -308,11 +309,15 @@ def test_calls_refused_while_draining_are_counted_unavailable() -> None:
     )
 
 
-def test_health_answers_close_the_connection() -> None:
-    """Health answers close their connection, so a probe's connection cannot outlive the server."""
+def test_a_kept_alive_probe_connection_does_not_outlive_the_server() -> None:
+    """A probe's kept-alive connection is closed when the server stops."""
     with running_server(_Methods(), _OPS) as server:
-        with urllib.request.urlopen(f"{server.health_check_url}/ready", timeout=10) as response:
-            assert response.headers["Connection"] == "close"
+        probe = RawClient(server._health_http.port)
+        assert probe.get("/ready").headers["connection"] == "keep-alive"
+    try:
+        assert probe.wait_closed(10) is not None
+    finally:
+        probe.close()
 
 
 def test_metrics_off_by_default() -> None:

@@ -1,69 +1,92 @@
-"""The Prometheus endpoint: serves the process default registry at ``/metrics``.
+"""The Prometheus endpoint: serves a registry (the process default one unless told) at ``/metrics``.
 
 Serving ``prometheus_client.REGISTRY`` (not a registry of our own) is what makes a user's plain
-``prometheus_client.Counter(...)`` appear next to the server's ``gdfs_*`` metrics.
+``prometheus_client.Counter(...)`` appear next to the server's ``gdfs_*`` metrics. The body and
+content type are prometheus_client's own exposition (text or OpenMetrics by ``Accept``, gzip by
+``Accept-Encoding``, the ``name[]`` filter), as its WSGI app would serve them.
 """
 
 from __future__ import annotations
 
-import socket
-import socketserver
-import wsgiref.simple_server
-from typing import Any
+import gzip
+import urllib.parse
+from typing import cast
 
 import prometheus_client
 import structlog
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from gooddata_flight_server._background_http import BackgroundHttp, bind_or_explain
+from gooddata_flight_server._http import HttpLimits, HttpServer, Request, Response
 
 __all__ = ["MetricsServer"]
 
 log = structlog.get_logger(__name__)
 
 
-class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes come every few seconds: keep them out of the logs."""
-
-
 class MetricsServer:
-    """A lifecycle subsystem: the HTTP endpoint runs from ``start()`` to ``stop()``."""
+    """A lifecycle subsystem: the HTTP endpoint runs from ``start()`` to ``stop()``.
 
-    def __init__(self, host: str, port: int) -> None:
+    Collection runs user collectors, which may be slow or even hang, so it happens on ``workers``
+    threads rather than on the endpoint's selector thread: a stuck collector costs 503 answers
+    after ``limits.handler_timeout_sec``, never the endpoint.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        registry: Collector | None = None,
+        limits: HttpLimits | None = None,
+        workers: int = 1,
+    ) -> None:
         self._host = host
         self._port = port
-        self._served: BackgroundHttp | None = None
+        self._registry = registry
+        self._limits = limits
+        self._workers = workers
+        self._served: HttpServer | None = None
 
     @property
     def port(self) -> int:
         assert self._served is not None, "metrics server not started"
         return self._served.port
 
+    @property
+    def open_connections(self) -> int:
+        """Connections open to the endpoint right now (0 when stopped)."""
+        return 0 if self._served is None else self._served.open_connections
+
     def start(self) -> None:
-        # built here rather than with start_http_server so that serve_forever polls often enough for
-        # stop() to be quick (its default half-second poll would add up to 0.5 s to every shutdown)
-        app = prometheus_client.make_wsgi_app(prometheus_client.REGISTRY)
-        server_class = _Server6 if ":" in self._host else _Server
-        httpd = bind_or_explain(
+        served = HttpServer(
             "metrics",
             self._host,
             self._port,
-            lambda: wsgiref.simple_server.make_server(
-                self._host, self._port, app, server_class, handler_class=_QuietHandler
-            ),
+            {"/metrics": self._metrics},
+            limits=self._limits,
+            workers=self._workers,
+            thread_name="gdfs-metrics",
         )
-        self._served = BackgroundHttp(httpd, "gdfs-metrics")
+        served.start()
+        self._served = served
         log.info("metrics_listening", host=self._host, port=self.port)
 
     def stop(self) -> None:
         served, self._served = self._served, None
         if served is not None:
             served.stop()
+
+    def _metrics(self, request: Request) -> Response:
+        registry = prometheus_client.REGISTRY if self._registry is None else self._registry
+        names = urllib.parse.parse_qs(request.query).get("name[]")
+        if names and isinstance(registry, CollectorRegistry):
+            # a RestrictedRegistry collects like a Collector without being one
+            registry = cast(Collector, registry.restricted_registry(names))
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = encoder(registry)
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(request.headers.get("accept-encoding", "")):
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        return Response(200, body, tuple(headers))
