@@ -7,8 +7,6 @@ Run from the ``examples`` directory::
 
 from __future__ import annotations
 
-import weakref
-
 import structlog
 
 import gooddata_flight_server as gf
@@ -44,9 +42,6 @@ def sql_service(ctx: gf.ServerContext) -> gf.FlightServerMethods:
     except BaseException:
         database.close()
         raise
-    # The server has no "stopping" hook for services (yet): close the database when the methods go
-    # away, or at interpreter exit, whichever comes first. Committed data is safe either way (WAL).
-    weakref.finalize(methods, database.close)
     health.set_module_status(HEALTH_MODULE, gf.ModuleHealthStatus.OK)
     log.info(
         "sql_service_ready",

@@ -79,6 +79,11 @@ class SqlServiceMethods(gf.FlightServerMethods):
         self._queries: dict[str, QueryTask] = {}
         self._queries_lock = threading.Lock()
 
+    def on_shutdown(self) -> None:
+        """The server drained its calls: close the database (DuckDB checkpoints its write-ahead log);
+        queries still running on cursors of their own end when the task executor stops them."""
+        self._database.close()
+
     # -- discovery --------------------------------------------------------------------------------
 
     def list_flights(

@@ -138,6 +138,8 @@ class Text(Kind[Any]):
         self.optional = optional
 
     def coerce(self, value: Any) -> str | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # an id given as a number in TOML or the environment, as the original allows
         if value is not None and not isinstance(value, str):
             raise BadValue(f"expected a string, got {show(value)}")
         text = value.strip() if value is not None else ""
@@ -157,6 +159,8 @@ class Integer(Kind[int]):
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)  # 4.0 is 4
         elif isinstance(value, str):
             try:
                 number = int(value.strip(), 10)
@@ -235,7 +239,11 @@ class OneOf(Kind[Any], Generic[_E]):
 
 
 class NameMap(Kind[FrozenMap]):
-    """A table of non-empty strings whose keys come from ``allowed``; keys match case-insensitively."""
+    """A table of non-empty strings; keys are lowercased (the environment gives them upper-case).
+
+    Keys other than ``allowed`` are kept (the original package accepts them) and reported as
+    warnings by whoever knows what they mean.
+    """
 
     def __init__(self, allowed: Collection[str]) -> None:
         self.allowed = tuple(allowed)
@@ -248,8 +256,6 @@ class NameMap(Kind[FrozenMap]):
         result: dict[str, str] = {}
         for raw_name, target in value.items():
             name = str(raw_name).lower()  # keys set through the environment arrive upper-case
-            if name not in self.allowed:
-                raise BadValue(f"unknown key {show(name)}, allowed: {', '.join(sorted(self.allowed))}")
             if not isinstance(target, str) or not target.strip():
                 raise BadValue(f"value of {name} must be a non-empty string, got {show(target)}")
             result[name] = target.strip()

@@ -22,7 +22,7 @@ from gooddata_flight_server.observability.logging import LoggingConfigError
 from gooddata_flight_server.server import create_server
 from gooddata_flight_server.settings import ConfigError
 
-__all__ = ["main"]
+__all__ = ["main", "run", "server_cli"]
 
 PROG = "gooddata-flight-server"
 EXIT_OK = 0
@@ -44,11 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     start.add_argument(
         "--config",
-        nargs="+",
+        nargs="*",
         action="extend",
         default=[],
         metavar="FILE",
         help="one or more TOML configuration files; later files override earlier ones key by key",
+    )
+    start.add_argument(
+        "--config-end",
+        action="store_true",
+        help="ends the list of --config files (accepted for the original package's CLI; not needed here)",
     )
     start.add_argument(
         "--logging-config", metavar="INI", help="logging configuration file (stdlib ini format)"
@@ -124,3 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+server_cli = run
+"""The original package's name of the console-script entry point."""
+
+if __name__ == "__main__":
+    run()

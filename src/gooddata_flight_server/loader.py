@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
+from gooddata_flight_server.exceptions import FlightMethodsModuleError
 from gooddata_flight_server.methods import FlightServerMethodsFactory, is_methods_factory
 
 __all__ = ["LoadError", "import_user_module", "load_methods_factory", "load_subclass", "parse_spec"]
@@ -26,8 +27,11 @@ _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class LoadError(Exception):
-    """User code could not be loaded; the message says why in one line."""
+class LoadError(FlightMethodsModuleError):
+    """User code could not be loaded; the message says why in one line.
+
+    A ``FlightMethodsModuleError`` (the original package's name) for code that catches that.
+    """
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, str | None]:

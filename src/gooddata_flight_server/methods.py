@@ -7,8 +7,9 @@ NOT_IMPLEMENTED.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow.flight
 
@@ -20,18 +21,29 @@ if TYPE_CHECKING:
 
 __all__ = ["FlightServerMethods", "FlightServerMethodsFactory", "flight_server_methods", "is_methods_factory"]
 
-FlightServerMethodsFactory = Callable[["ServerContext"], "FlightServerMethods"]
-"""Called once at startup, after the server is bound, with the full :class:`ServerContext`."""
 
-_FACTORY_MARK = "__gooddata_flight_server_methods__"
+class FlightServerMethodsFactory(Protocol):
+    """Called once at startup, after the server is bound, with the full :class:`ServerContext`."""
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+    def __call__(self, ctx: ServerContext) -> FlightServerMethods: ...
 
 
-def flight_server_methods(fun: _F) -> _F:
-    """Mark the factory of a data service's methods so that the CLI can find it in a module."""
-    setattr(fun, _FACTORY_MARK, True)
-    return fun
+_FACTORY_MARK = "__is_flight_server_methods__"  # the original package's marker
+
+
+def flight_server_methods(fun: FlightServerMethodsFactory) -> FlightServerMethodsFactory:
+    """Mark the factory of a data service's methods so that the CLI can find it in a module.
+
+    As in the original package, the factory is wrapped (``__wrapped__`` is the function itself),
+    so any callable can be marked, bound methods included.
+    """
+
+    @functools.wraps(fun)
+    def factory(ctx: ServerContext) -> FlightServerMethods:
+        return fun(ctx)
+
+    setattr(factory, _FACTORY_MARK, True)
+    return factory
 
 
 def is_methods_factory(obj: object) -> bool:
@@ -45,15 +57,23 @@ class FlightServerMethods:
     concurrently, so they must be thread-safe.
     """
 
-    @staticmethod
-    def call_info_middleware(context: pyarrow.flight.ServerCallContext) -> CallInfo:
-        """The :class:`CallInfo` of the current call: method and request headers."""
-        return cast(CallInfo, context.get_middleware(CALL_INFO_KEY))
+    def on_shutdown(self) -> None:  # an optional hook, not abstract on purpose
+        """Called once when the server stops, after in-flight calls have drained and before the task
+        executor and the other parts of the server stop: close databases, pools and clients here.
+
+        Not called when the server never served (its startup failed). Errors are logged. Does
+        nothing by default.
+        """
 
     @staticmethod
-    def call_finalizer_middleware(context: pyarrow.flight.ServerCallContext) -> CallFinalizer:
+    def call_info_middleware(from_context: pyarrow.flight.ServerCallContext) -> CallInfo:
+        """The :class:`CallInfo` of the current call: method and request headers."""
+        return cast(CallInfo, from_context.get_middleware(CALL_INFO_KEY))
+
+    @staticmethod
+    def call_finalizer_middleware(from_context: pyarrow.flight.ServerCallContext) -> CallFinalizer:
         """The :class:`CallFinalizer` of the current call, to run code when the call ends."""
-        return cast(CallFinalizer, context.get_middleware(CALL_FINALIZER_KEY))
+        return cast(CallFinalizer, from_context.get_middleware(CALL_FINALIZER_KEY))
 
     @staticmethod
     def do_get_task_result(

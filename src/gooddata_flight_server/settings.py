@@ -532,6 +532,13 @@ def _spec_of(name: str) -> SettingSpec:
 def config_warnings(config: ServerConfig) -> list[str]:
     """What is accepted (as the original package accepts it) but probably not what was meant."""
     warnings: list[str] = []
+    unknown = sorted(set(config.log_trace_keys) - set(TRACE_KEYS))
+    if unknown:
+        warnings.append(
+            _spec_of("log_trace_keys").problem(
+                f"unknown keys {', '.join(unknown)} are ignored; the keys are {', '.join(TRACE_KEYS)}"
+            )
+        )
     targets = list(config.log_trace_keys.values())
     duplicates = sorted({name for name in targets if targets.count(name) > 1})
     if duplicates:

@@ -148,6 +148,29 @@ def test_seed_readme_strategy_runs_unchanged(
     assert (failed["reason"], failed["error_type"]) == ("strategy_error", "NotImplementedError")
 
 
+VERIFY_ONLY_STRATEGY = """
+import pyarrow.flight
+import gooddata_flight_server as gf
+
+
+class HeaderNames(gf.TokenVerificationStrategy):
+    def verify(self, call_info, token):
+        if not token.startswith("user-"):
+            raise pyarrow.flight.FlightUnauthenticatedError("not a user token")
+        return {"user": token[5:]}
+"""
+
+
+def test_strategy_implementing_only_verify_loads_and_works(user_module: Callable[[str, str], str]) -> None:
+    """As in the original, create() defaults to cls(): a strategy with only verify() works."""
+    name = user_module("acme_auth.header_names", VERIFY_ONLY_STRATEGY)
+    with running_server(Methods(), token_settings(name)) as server:
+        with flight.FlightClient(server.location) as client:
+            assert call_as(client, "user-ann") == {"user": "ann"}
+            with pytest.raises(flight.FlightUnauthenticatedError, match="not a user token"):
+                call_as(client, "robot-1")
+
+
 @pytest.mark.parametrize("suffix", ["", ":RoleTokens"])
 def test_custom_strategy_token_data_reaches_the_handler(
     user_module: Callable[[str, str], str], suffix: str

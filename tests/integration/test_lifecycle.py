@@ -160,12 +160,14 @@ def test_factory_failure_is_reraised_and_started_parts_are_stopped(tmp_path: Pat
 
 
 def test_factory_returning_the_wrong_type_fails_startup() -> None:
-    """A factory that returns something else than FlightServerMethods fails startup with a clear error."""
+    """A factory that returns something else than FlightServerMethods fails startup with a clear
+    error, a FlightMethodsModuleError as in the original package."""
+    from gooddata_flight_server.exceptions import FlightMethodsModuleError
 
     def wrong(ctx: gf.ServerContext) -> Any:
         return object()
 
-    with pytest.raises(TypeError, match="returned object, expected a FlightServerMethods"):
+    with pytest.raises(FlightMethodsModuleError, match="returned object, expected a FlightServerMethods"):
         with running_server(wrong):
             pass
 

@@ -174,14 +174,14 @@ def test_advertise_host_and_port_are_put_into_the_location() -> None:
     with running_server(
         gf.FlightServerMethods(), {"server": {"advertise_host": "data.example.com", "advertise_port": 443}}
     ) as server:
-        assert server.location.uri.decode() == "grpc+tcp://data.example.com:443"
+        assert server.location.uri.decode() == "grpc://data.example.com:443"
 
 
 def test_ipv6_advertise_host_is_bracketed() -> None:
     """An IPv6 advertise_host (a pod IP on IPv6 clusters) gives a valid location URI."""
     with running_server(gf.FlightServerMethods(), {"server": {"advertise_host": "fd00::1"}}) as server:
         uri = server.location.uri.decode()
-    assert uri.startswith("grpc+tcp://[fd00::1]:")
+    assert uri.startswith("grpc://[fd00::1]:")
 
 
 class _Streaming(gf.FlightServerMethods):

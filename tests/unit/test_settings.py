@@ -544,7 +544,6 @@ def test_otel_exporter_none_spellings(monkeypatch: pytest.MonkeyPatch, value: st
 @pytest.mark.parametrize(
     ("table", "fragment"),
     [
-        ('{ trace = "t" }', "unknown key 'trace'"),
         ('{ span_id = "" }', "value of span_id must be a non-empty string"),
         ("{ span_id = 1 }", "value of span_id must be a non-empty string"),
         ('"trace_id"', "expected a table"),
@@ -561,6 +560,13 @@ def test_log_trace_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """log_trace_keys can be set per key through nested env variables (upper-case keys)."""
     monkeypatch.setenv("GOODDATA_FLIGHT_SERVER__LOG_TRACE_KEYS__PARENT_SPAN_ID", "parent")
     assert dict(load_settings()[1].log_trace_keys) == {"parent_span_id": "parent"}
+
+
+def test_unknown_log_trace_keys_are_a_warning(write) -> None:
+    """A key log_trace_keys does not know loads (the original accepts it) with a warning."""
+    loaded = read_settings([write('[server]\nlog_trace_keys = { trace = "t" }\n')])
+    assert len(loaded.warnings) == 1
+    assert loaded.warnings[0].startswith("server.log_trace_keys: unknown keys trace are ignored")
 
 
 def test_duplicate_log_trace_key_targets_are_a_warning(write) -> None:

@@ -72,7 +72,11 @@ class TokenAuthMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc
 
     __slots__ = ("_token_data",)
 
-    def __init__(self, token_data: Any) -> None:
+    MiddlewareName = AUTH_TOKEN_KEY  # the original package's name for the key
+
+    def __init__(self, token: str | None = None, token_data: Any = None) -> None:
+        """``token`` is accepted for the original package's signature and not kept: the token is a
+        secret, and handlers need only what the strategy made of it."""
         super().__init__()
         self._token_data = token_data
 
@@ -96,7 +100,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
         self._header = (custom_header or "authorization").strip().lower()
         self._spec = config.token_verification or DEFAULT_STRATEGY
         self._strategy: TokenVerificationStrategy | None = None
-        self._no_data = TokenAuthMiddleware(None)  # shared: the middleware object holds no call state
+        self._no_data = TokenAuthMiddleware(token_data=None)  # shared: it holds no call state
         shape = f"'{self._header}: Bearer <token>'" if self._bearer else f"'{self._header}: <token>'"
         self._messages = {
             "missing_token": f"authentication required: send the token in the header {shape}",
@@ -172,7 +176,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             self._strategy_failed(info, e, token)
         if token_data is None:
             return self._no_data
-        return TokenAuthMiddleware(token_data)
+        return TokenAuthMiddleware(token_data=token_data)
 
     # -- rejections (the slow path) ----------------------------------------------------------------
 

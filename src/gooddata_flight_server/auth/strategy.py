@@ -104,8 +104,8 @@ class EnumeratedTokenVerification(TokenVerificationStrategy):
 
     __slots__ = ("_digests",)
 
-    def __init__(self, tokens: Iterable[str]) -> None:
-        self._digests = tuple(_digest(token) for token in tokens)
+    def __init__(self, allowed_tokens: Iterable[str]) -> None:
+        self._digests = tuple(_digest(token) for token in allowed_tokens)
         if not self._digests:
             raise ValueError("EnumeratedTokenVerification needs at least one token")
 

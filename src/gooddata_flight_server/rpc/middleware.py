@@ -85,6 +85,8 @@ class CallInfo(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
 
     __slots__ = ("_headers", "_info")
 
+    MiddlewareName = CALL_INFO_KEY  # the original package's name for the key
+
     def __init__(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> None:
         super().__init__()
         self._info = info
@@ -231,7 +233,11 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
         "server_context",
     )
 
-    def __init__(self, in_flight: InFlightCalls, metrics: RpcMetrics | None = None, method: str = "") -> None:
+    MiddlewareName = CALL_FINALIZER_KEY  # the original package's name for the key
+
+    def __init__(
+        self, in_flight: InFlightCalls | None = None, metrics: RpcMetrics | None = None, method: str = ""
+    ) -> None:
         super().__init__()
         self._in_flight = in_flight
         self._metrics = metrics
@@ -288,7 +294,8 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
                 self._record(self._metrics, exception)
         finally:
             self.server_context = None
-            self._in_flight.exit()
+            if self._in_flight is not None:
+                self._in_flight.exit()
             held, self._held = self._held, None
             # released only on the thread that took it (pyarrow ends a call on its own thread)
             if held is not None and held[1] == threading.get_native_id():

@@ -5,14 +5,16 @@ waits for its :class:`TaskExecutionResult`, hands the client a ticket holding th
 streams the result on DoGet with :func:`task_result_stream`.
 """
 
-from gooddata_flight_server.tasks.error import TaskError
-from gooddata_flight_server.tasks.executor import (
+from gooddata_flight_server.tasks.stream import task_result_stream
+from gooddata_flight_server.tasks.task import Task
+from gooddata_flight_server.tasks.task_error import TaskError
+from gooddata_flight_server.tasks.task_executor import (
     TaskExecutor,
     TaskExecutorConfig,
+    TaskExecutorSettings,
     TaskWaitTimeoutError,
-    ThreadTaskExecutor,
 )
-from gooddata_flight_server.tasks.results import (
+from gooddata_flight_server.tasks.task_result import (
     ArrowData,
     DataLock,
     FlightDataTaskResult,
@@ -20,8 +22,7 @@ from gooddata_flight_server.tasks.results import (
     TaskExecutionResult,
     TaskResult,
 )
-from gooddata_flight_server.tasks.stream import task_result_stream
-from gooddata_flight_server.tasks.task import Task
+from gooddata_flight_server.tasks.thread_task_executor import ThreadTaskExecutor
 
 __all__ = [
     "ArrowData",
@@ -33,6 +34,7 @@ __all__ = [
     "TaskExecutionResult",
     "TaskExecutor",
     "TaskExecutorConfig",
+    "TaskExecutorSettings",
     "TaskResult",
     "TaskWaitTimeoutError",
     "ThreadTaskExecutor",

@@ -20,14 +20,14 @@ from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.observability.tracing import tracing_active
-from gooddata_flight_server.tasks.error import TaskError
-from gooddata_flight_server.tasks.results import (
+from gooddata_flight_server.tasks.task import Task
+from gooddata_flight_server.tasks.task_error import TaskError
+from gooddata_flight_server.tasks.task_result import (
     FlightDataTaskResult,
     ListFlightsTaskResult,
     TaskExecutionResult,
     TaskResult,
 )
-from gooddata_flight_server.tasks.task import Task
 
 __all__ = ["cancelled_outcome", "close_quietly", "execute_task", "internal_failure"]
 

@@ -18,8 +18,8 @@ from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.rpc.boundary import guarded_stream
 from gooddata_flight_server.rpc.counting import counted_batches
 from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY
-from gooddata_flight_server.tasks.executor import TaskExecutor
-from gooddata_flight_server.tasks.results import FlightDataTaskResult
+from gooddata_flight_server.tasks.task_executor import TaskExecutor
+from gooddata_flight_server.tasks.task_result import FlightDataTaskResult
 
 __all__ = ["task_result_stream"]
 

@@ -14,8 +14,8 @@ from concurrent.futures import CancelledError
 
 import structlog
 
-from gooddata_flight_server.tasks.error import TaskError
-from gooddata_flight_server.tasks.results import TaskResult
+from gooddata_flight_server.tasks.task_error import TaskError
+from gooddata_flight_server.tasks.task_result import TaskResult
 
 __all__ = ["Task"]
 

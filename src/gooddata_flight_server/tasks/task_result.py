@@ -20,7 +20,7 @@ import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.tasks.error import TaskError
+from gooddata_flight_server.tasks.task_error import TaskError
 
 __all__ = [
     "ArrowData",

@@ -28,6 +28,7 @@ from gooddata_flight_server._wakeup import DRAINED, FORCE, IDLE, STOP, Wakeup
 from gooddata_flight_server.auth.middleware import AUTH_TOKEN_KEY, TokenAuthMiddlewareFactory
 from gooddata_flight_server.auth.strategy import check_strategy
 from gooddata_flight_server.context import ServerContext
+from gooddata_flight_server.exceptions import FlightMethodsModuleError
 from gooddata_flight_server.health import HealthCheckServer, ServerHealthMonitor
 from gooddata_flight_server.housekeeping import MemoryHousekeeping
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
@@ -168,10 +169,19 @@ class GoodDataFlightServer:
 
     @property
     def location(self) -> pyarrow.flight.Location:
-        """The advertised location, known once the listener is bound (it carries the real port)."""
-        if self._location is None:
-            raise RuntimeError("the server has no location until it has started; call wait_for_start()")
-        return self._location
+        """The advertised location: known from the start when the port is configured, and once the
+        listener is bound when ``listen_port`` is 0 (it then carries the real port)."""
+        if self._location is not None:
+            return self._location
+        if self._config.advertise_port:
+            return self._advertised(self._config.advertise_port)
+        raise RuntimeError(
+            "the server binds a free port: it has no location until started (wait_for_start())"
+        )
+
+    def _advertised(self, port: int) -> pyarrow.flight.Location:
+        scheme = "grpc+tls" if self._config.use_tls else "grpc"  # as in the original package
+        return pyarrow.flight.Location(f"{scheme}://{url_host(self._config.advertise_host)}:{port}")
 
     @property
     def health(self) -> ServerHealthMonitor:
@@ -357,11 +367,7 @@ class GoodDataFlightServer:
             self._rpc_metrics.state.track(self._in_flight)
             stack.callback(self._rpc_metrics.state.untrack, self._in_flight)
         port = self._listener.port
-        advertise_port = config.advertise_port or port  # 0 when listen_port is 0: the bound port
-        scheme = "grpc+tls" if config.use_tls else "grpc+tcp"
-        self._location = pyarrow.flight.Location(
-            f"{scheme}://{url_host(config.advertise_host)}:{advertise_port}"
-        )
+        self._location = self._advertised(config.advertise_port or port)  # 0: the port bound
         ctx = ServerContext(
             settings=self._settings,
             config=config,
@@ -371,7 +377,11 @@ class GoodDataFlightServer:
         )
         if self._auth is not None:
             self._auth.activate(ctx)  # the strategy's create(ctx), once, before any call gets through
-        self._listener.serve(self._create_methods(ctx))
+        methods = self._create_methods(ctx)
+        self._listener.serve(methods)
+        # the service's own shutdown hook runs once the calls have drained, before the task
+        # executor and the rest stop (pushed last onto the stack, so it unwinds first)
+        stack.callback(_shut_down_service, methods)
         if self._stop_requested:
             log.info("server_start_cancelled", reason="a stop was requested while starting")
             return
@@ -387,7 +397,7 @@ class GoodDataFlightServer:
         name = getattr(self._methods, "__qualname__", repr(self._methods))
         methods = self._methods(ctx)
         if not isinstance(methods, FlightServerMethods):
-            raise TypeError(
+            raise FlightMethodsModuleError(
                 f"the methods factory {name} returned {type(methods).__name__}, "
                 "expected a FlightServerMethods"
             )
@@ -432,6 +442,13 @@ class GoodDataFlightServer:
         if self._drain_deadline is None or self._aborted:
             return 0.0
         return max(0.0, self._drain_deadline - time.monotonic())
+
+
+def _shut_down_service(methods: FlightServerMethods) -> None:
+    try:
+        methods.on_shutdown()
+    except Exception:
+        log.exception("service_shutdown_failed", methods=type(methods).__qualname__)
 
 
 def create_server(

@@ -13,16 +13,14 @@ from types import MappingProxyType
 
 import structlog
 
-from gooddata_flight_server._http import HttpLimits, HttpServer, plain
-
-__all__ = ["HealthCheckServer", "ModuleHealthStatus", "ServerHealthMonitor"]
+__all__ = ["ModuleHealthStatus", "ServerHealthMonitor"]
 
 log = structlog.get_logger(__name__)
 
 
 class ModuleHealthStatus(enum.Enum):
     OK = "ok"
-    NOT_OK = "not-ok"
+    NOT_OK = "not_ok"
 
 
 class ServerHealthMonitor:
@@ -32,27 +30,29 @@ class ServerHealthMonitor:
     snapshot. A status change is logged once, not on every report, so a module can report freely.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trim_interval: int | None = None) -> None:
+        """``trim_interval`` is accepted for the original package's signature and not used here:
+        the server's memory housekeeping (``malloc_trim_interval_sec``) does the trimming."""
         self._lock = threading.Lock()
         self._statuses: dict[str, ModuleHealthStatus] = {}
         self._not_ok = 0
         self._ready = False
 
-    def set_module_status(self, module: str, status: ModuleHealthStatus) -> None:
+    def set_module_status(self, name: str, status: ModuleHealthStatus) -> None:
         if not isinstance(status, ModuleHealthStatus):
             raise TypeError(f"status must be a ModuleHealthStatus, got {status!r}")
         with self._lock:
-            previous = self._statuses.get(module)
+            previous = self._statuses.get(name)
             if previous is status:
                 return
-            self._statuses[module] = status
+            self._statuses[name] = status
             if previous is ModuleHealthStatus.NOT_OK:
                 self._not_ok -= 1
             if status is ModuleHealthStatus.NOT_OK:
                 self._not_ok += 1
         log.info(
             "module_status_changed",
-            module=module,
+            module=name,
             status=status.value,
             previous=getattr(previous, "value", None),
         )
@@ -74,47 +74,3 @@ class ServerHealthMonitor:
     def set_ready(self, ready: bool) -> None:
         """Flipped by the server lifecycle only."""
         self._ready = ready
-
-
-class HealthCheckServer:
-    """The HTTP endpoint for Kubernetes probes, a lifecycle subsystem of the server.
-
-    ``GET``/``HEAD`` of ``/ready`` and ``/live``: 202 when healthy, 500 when not. Answers are made on
-    the endpoint's selector thread (two flag reads), so no worker thread is needed.
-    """
-
-    def __init__(
-        self, monitor: ServerHealthMonitor, host: str, port: int, *, limits: HttpLimits | None = None
-    ) -> None:
-        self._monitor = monitor
-        self._host = host
-        self._port = port
-        self._limits = limits
-        self._served: HttpServer | None = None
-
-    @property
-    def port(self) -> int:
-        assert self._served is not None, "health check server not started"
-        return self._served.port
-
-    @property
-    def open_connections(self) -> int:
-        """Connections open to the endpoint right now (0 when stopped)."""
-        return 0 if self._served is None else self._served.open_connections
-
-    def start(self) -> None:
-        routes = {
-            "/ready": lambda _: plain(202 if self._monitor.is_ready() else 500),
-            "/live": lambda _: plain(202 if self._monitor.is_alive() else 500),
-        }
-        served = HttpServer(
-            "health check", self._host, self._port, routes, limits=self._limits, thread_name="gdfs-health"
-        )
-        served.start()
-        self._served = served
-        log.info("health_check_listening", host=self._host, port=self.port)
-
-    def stop(self) -> None:
-        served, self._served = self._served, None
-        if served is not None:
-            served.stop()

@@ -1,15 +1,14 @@
-"""Where tasks run: the :class:`TaskExecutor` interface and the server's thread-pool implementation.
+"""The server's task executor: tasks run on a pool of threads; outcomes are kept, then evicted.
 
-A data service submits a :class:`Task`, waits for its outcome (typically in GetFlightInfo) and later
-streams the result (DoGet with the task id as the ticket). Between the two calls the executor keeps
-the outcome for ``task_result_ttl_sec``, then evicts it and closes its result on separate threads.
+Between GetFlightInfo and DoGet the executor keeps a task's outcome for ``task_result_ttl_sec``,
+then evicts it and closes its result on separate threads. Stored results are bounded by a budget
+(``task_result_max_count``, ``task_result_max_bytes``): while it is used up, new tasks are refused
+with a retryable BACKPRESSURE error.
 """
 
 from __future__ import annotations
 
-import abc
 import contextvars
-import dataclasses
 import enum
 import functools
 import logging
@@ -17,7 +16,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 import structlog
 
@@ -30,111 +28,26 @@ from gooddata_flight_server.tasks._outcome import (
     internal_failure,
 )
 from gooddata_flight_server.tasks._pool import WorkerPool
-from gooddata_flight_server.tasks.results import (
+from gooddata_flight_server.tasks.task import Task
+from gooddata_flight_server.tasks.task_executor import (
+    TaskExecutor,
+    TaskExecutorConfig,
+    TaskExecutorSettings,
+    TaskWaitTimeoutError,
+)
+from gooddata_flight_server.tasks.task_result import (
     FlightDataTaskResult,
     ListFlightsTaskResult,
     TaskExecutionResult,
 )
-from gooddata_flight_server.tasks.task import Task
 
-__all__ = [
-    "TaskExecutor",
-    "TaskExecutorConfig",
-    "TaskExecutorSettings",
-    "TaskWaitTimeoutError",
-    "ThreadTaskExecutor",
-]
+__all__ = ["ThreadTaskExecutor"]
 
 log = structlog.get_logger(__name__)
 # structlog renders through stdlib logging (observability/logging.py), so this stdlib level check
 # makes the same decision as structlog's filter_by_level, for a fraction of the cost of a call
 # through the lazy logger proxy: it keeps the per-task debug events off the hot path.
 _debug_enabled = functools.partial(logging.getLogger(__name__).isEnabledFor, logging.DEBUG)
-
-
-class TaskWaitTimeoutError(TimeoutError):
-    """:meth:`TaskExecutor.wait_for_result` gave up before the task finished; the task goes on.
-
-    A ``TimeoutError``, as in the original package: services wait with ``except TimeoutError:``.
-    Carries what a service needs to answer with a POLL error and let the client come back later.
-    """
-
-    def __init__(self, task_id: str, cmd: bytes) -> None:
-        super().__init__(f"timed out waiting for task {task_id} to finish")
-        self.task_id = task_id
-        self.cmd = cmd
-
-
-class TaskExecutor(abc.ABC):
-    """Runs tasks and keeps their outcomes until they are read or expire."""
-
-    @abc.abstractmethod
-    def submit(self, task: Task) -> None:
-        """Queue the task to run. Raises a retryable ``FlightUnavailableError`` when the executor is
-        full (BACKPRESSURE) or shutting down (SHUTTING_DOWN), ValueError for a duplicate task id."""
-
-    @abc.abstractmethod
-    def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
-        """Block until the task finishes and return how it ended; None for an unknown (or evicted) id.
-
-        Raises :class:`TaskWaitTimeoutError` when ``timeout`` seconds pass first.
-        """
-
-    @abc.abstractmethod
-    def cancel(self, task_id: str) -> bool:
-        """Cancel a queued or running task, or evict a finished one's result.
-
-        False only when the task refused (it is not cancellable); True for an unknown id, since there
-        is nothing left to cancel.
-        """
-
-    @abc.abstractmethod
-    def close_result(self, task_id: str) -> bool:
-        """Evict a finished task's outcome now and close its result; False if the id is unknown or the
-        task has not finished (use :meth:`cancel` to stop it)."""
-
-    @abc.abstractmethod
-    def get_task_submitted_timestamp(self, task_id: str) -> float | None:
-        """When the task was submitted, as a ``time.perf_counter()`` reading; None for an unknown id.
-
-        The clock is the original package's: services (FlexConnect among them) compare it with
-        ``time.perf_counter()`` to enforce a deadline on the whole call.
-        """
-
-
-class TaskExecutorConfig(Protocol):
-    """The settings the executor reads; ``ServerConfig`` has them (this keeps tasks below settings)."""
-
-    @property
-    def task_threads(self) -> int: ...
-
-    @property
-    def task_close_threads(self) -> int: ...
-
-    @property
-    def task_result_ttl_sec(self) -> float: ...
-
-    @property
-    def task_queue_size(self) -> int: ...
-
-    @property
-    def task_result_max_count(self) -> int: ...
-
-    @property
-    def task_result_max_bytes(self) -> int: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskExecutorSettings:
-    """A :class:`TaskExecutorConfig` for executors built outside a server (the original package's
-    constructor arguments map onto it); 0 means unbounded for the queue and the stored results."""
-
-    task_threads: int = 4
-    task_close_threads: int = 2
-    task_result_ttl_sec: float = 15.0
-    task_queue_size: int = 0
-    task_result_max_count: int = 0
-    task_result_max_bytes: int = 0
 
 
 class _State(enum.Enum):

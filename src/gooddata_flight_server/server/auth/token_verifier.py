@@ -1,0 +1,5 @@
+"""Compatibility: the original package's module path; see ``gooddata_flight_server.auth.strategy``."""
+
+from gooddata_flight_server.auth.strategy import TokenVerificationStrategy
+
+__all__ = ["TokenVerificationStrategy"]

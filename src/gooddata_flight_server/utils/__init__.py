@@ -1,0 +1,1 @@
+"""Compatibility: the original package's module path."""
