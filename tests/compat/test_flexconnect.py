@@ -23,6 +23,7 @@ from tests.compat.conftest import POLLING, FlexConnectServer, error_info, invoca
 from tests.compat.environment import CompatEnvironment
 
 FAST_SCHEMA = pyarrow.schema([("id", pyarrow.int64()), ("name", pyarrow.string()), ("tag", pyarrow.string())])
+STREAMING_SCHEMA = pyarrow.schema([("n", pyarrow.int64())])
 GATED_SCHEMA = pyarrow.schema([("value", pyarrow.int64())])
 FAILING_SCHEMA = pyarrow.schema([("x", pyarrow.int64())])
 CALL_DEADLINE_MS = 1000
@@ -95,8 +96,9 @@ def test_list_flights_shows_the_functions_with_their_schemas(server: FlexConnect
     with server.client() as client:
         flights = list(client.list_flights())
     by_name = {orjson.loads(f.descriptor.command)["functionName"]: f for f in flights}
-    assert set(by_name) == {"compat_fast", "compat_gated", "compat_failing"}
+    assert set(by_name) == {"compat_fast", "compat_streaming", "compat_gated", "compat_failing"}
     assert by_name["compat_fast"].schema == FAST_SCHEMA
+    assert by_name["compat_streaming"].schema == STREAMING_SCHEMA
     assert by_name["compat_gated"].schema == GATED_SCHEMA
     assert by_name["compat_failing"].schema == FAILING_SCHEMA
     assert orjson.loads(by_name["compat_fast"].descriptor.command)["metadata"] == {
@@ -117,6 +119,19 @@ def test_get_flight_info_and_do_get_without_polling(server: FlexConnectServer) -
     assert info.endpoints[0].locations[0].uri.decode() == server.location
     table = read(info)
     assert table.to_pydict() == {"id": [0, 1, 2, 3], "tag": ["hello"] * 4}
+
+
+def test_streamed_result_keeps_data_source_messages(server: FlexConnectServer) -> None:
+    """A RecordBatchReader result streams in full, and the data source messages FlexConnect puts in
+    its schema metadata reach the client in the FlightInfo and in the DoGet stream."""
+    call = token()
+    with server.client() as client:
+        info = client.get_flight_info(invocation("compat_streaming", token=call, batches=3))
+    (message,) = orjson.loads(info.schema.metadata[b"x-gdc-data-source-messages"])
+    assert message == {"source": "compat", "correlation_id": call, "type": "info", "data": None}
+    table = read(info)
+    assert table.column("n").to_pylist() == [0, 0, 1, 1, 2, 2]
+    assert table.schema.metadata == info.schema.metadata
 
 
 def test_polling_flow_returns_the_result_once_ready(server: FlexConnectServer) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow
-from gooddata_flexconnect import FlexConnectFunction
+from gooddata_flexconnect import DataSourceMessage, FlexConnectFunction, with_data_source_messages
 
 import gooddata_flight_server as gf
 
@@ -64,6 +64,27 @@ class FastFunction(FlexConnectFunction):
             schema=self.Schema,
         )
         return table.select(list(columns)) if columns else table
+
+
+class StreamingFunction(FlexConnectFunction):
+    """Batches from a RecordBatchReader, with FlexConnect data source messages in the schema metadata."""
+
+    Name = "compat_streaming"
+    Schema = pyarrow.schema([("n", pyarrow.int64())])
+
+    def call(
+        self, parameters: dict[str, Any], columns: tuple[str, ...] | None, headers: dict[str, list[str]]
+    ) -> gf.ArrowData:
+        batches = int(parameters.get("batches", 3))
+        message = DataSourceMessage(source="compat", correlation_id=str(parameters["token"]), type="info")
+        schema = with_data_source_messages([message], self.Schema)
+        return pyarrow.RecordBatchReader.from_batches(
+            schema,
+            (
+                pyarrow.record_batch([pyarrow.array([i, i], pyarrow.int64())], schema=schema)
+                for i in range(batches)
+            ),
+        )
 
 
 class GatedFunction(FlexConnectFunction):
