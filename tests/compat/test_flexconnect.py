@@ -8,6 +8,7 @@ call deadlines, cancellation and structured errors.
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import time
@@ -47,6 +48,20 @@ def poll_error(e: pytest.ExceptionInfo[flight.FlightTimedOutError]) -> gf.RetryI
     assert info.code == gf.ErrorCode.POLL, info
     assert info.body is not None
     return gf.RetryInfo.from_bytes(info.body)
+
+
+def wire_poll(e: flight.FlightError) -> tuple[int, dict[str, flight.FlightDescriptor | None]]:
+    """A POLL answer decoded by hand, as clients of the original server read it: ErrorInfo JSON in
+    ``extra_info``, its ``body`` the base64 of a RetryInfo JSON whose fields are base64 Flight
+    protobuf serialisations."""
+    error = orjson.loads(e.extra_info)
+    retry = orjson.loads(base64.b64decode(error["body"]))
+    descriptors = {
+        key: None if retry[key] is None else flight.FlightDescriptor.deserialize(base64.b64decode(retry[key]))
+        for key in ("retry_descriptor", "cancel_descriptor")
+    }
+    assert retry["flight_info"] is None
+    return error["code"], descriptors
 
 
 def follow_polls(
@@ -143,6 +158,10 @@ def test_polling_flow_returns_the_result_once_ready(server: FlexConnectServer) -
         with pytest.raises(flight.FlightTimedOutError) as first:
             client.get_flight_info(descriptor, POLLING)
         retry = poll_error(first)
+        assert wire_poll(first.value) == (
+            0x1_0000 | 101,  # POLL: code 101, retry on this node
+            {"retry_descriptor": retry.retry_descriptor, "cancel_descriptor": retry.cancel_descriptor},
+        )
         assert retry.flight_info is None
         assert retry.retry_descriptor is not None and retry.cancel_descriptor is not None
         task_id = retry.retry_descriptor.command.removeprefix(b"r:")
