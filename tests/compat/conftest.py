@@ -48,7 +48,13 @@ class FlexConnectServer:
     """``gooddata-flight-server start --methods-provider gooddata_flexconnect`` from the compat venv,
     on 127.0.0.1 port 0; the real port comes from the ``server_started`` log line."""
 
-    def __init__(self, environment: CompatEnvironment, workdir: Path, **flexconnect: Any) -> None:
+    def __init__(
+        self,
+        environment: CompatEnvironment,
+        workdir: Path,
+        environ: dict[str, str] | None = None,
+        **flexconnect: Any,
+    ) -> None:
         self.records = workdir / "records"
         self.records.mkdir(parents=True)
         config = write_config(
@@ -68,6 +74,7 @@ class FlexConnectServer:
             if not k.startswith("GOODDATA_FLIGHT_") and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
         }
         env["PYTHONPATH"] = str(FUNCTIONS)
+        env.update(environ or {})
         args = [str(environment.cli), "start", "--methods-provider", "gooddata_flexconnect", "--config"]
         self.process = ServerProcess([*args, str(config)], cwd=workdir, env=env)
         try:
@@ -137,11 +144,13 @@ def compat_environment() -> CompatEnvironment:
 def start_flexconnect(
     compat_environment: CompatEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., FlexConnectServer]]:
-    """Start FlexConnect servers (settings go to its ``[flexconnect]`` section); all stopped at the end."""
+    """Start FlexConnect servers (keywords go to the ``[flexconnect]`` section of the config file,
+    ``environ`` to the server's environment); all stopped at the end."""
     started: list[FlexConnectServer] = []
 
-    def _start(**flexconnect: Any) -> FlexConnectServer:
-        server = FlexConnectServer(compat_environment, tmp_path_factory.mktemp("flexconnect"), **flexconnect)
+    def _start(environ: dict[str, str] | None = None, **flexconnect: Any) -> FlexConnectServer:
+        workdir = tmp_path_factory.mktemp("flexconnect")
+        server = FlexConnectServer(compat_environment, workdir, environ, **flexconnect)
         started.append(server)
         return server
 

@@ -38,8 +38,10 @@ def server(start_flexconnect: Callable[..., FlexConnectServer]) -> FlexConnectSe
 
 @pytest.fixture(scope="module")
 def short_deadline_server(start_flexconnect: Callable[..., FlexConnectServer]) -> FlexConnectServer:
-    """A FlexConnect server whose calls may take CALL_DEADLINE_MS at most."""
-    return start_flexconnect(call_deadline_ms=CALL_DEADLINE_MS, polling_interval_ms=100)
+    """A FlexConnect server whose calls may take CALL_DEADLINE_MS at most, set (as deployments often
+    do) through the environment, where it overrides the config file."""
+    environ = {"GOODDATA_FLIGHT_FLEXCONNECT__CALL_DEADLINE_MS": str(CALL_DEADLINE_MS)}
+    return start_flexconnect(environ, call_deadline_ms=60_000, polling_interval_ms=100)
 
 
 def poll_error(e: pytest.ExceptionInfo[flight.FlightTimedOutError]) -> gf.RetryInfo:
@@ -203,6 +205,11 @@ def test_cancel_descriptor_cancels_the_running_function(server: FlexConnectServe
         assert error_info(after).code == gf.ErrorCode.COMMAND_CANCELLED
 
 
+def assert_took_the_deadline(elapsed: float) -> None:
+    """The call lasted the deadline: not less, and not much more (slack for a busy machine)."""
+    assert CALL_DEADLINE_MS / 1000 * 0.95 <= elapsed < CALL_DEADLINE_MS / 1000 + 10, elapsed
+
+
 def test_call_deadline_without_polling(short_deadline_server: FlexConnectServer) -> None:
     """A call outliving call_deadline_ms answers TIMEOUT, and the function is cancelled for real."""
     call = token()
@@ -210,7 +217,7 @@ def test_call_deadline_without_polling(short_deadline_server: FlexConnectServer)
     with short_deadline_server.client() as client:
         with pytest.raises(flight.FlightTimedOutError) as timed_out:
             client.get_flight_info(invocation("compat_gated", token=call))
-    assert time.monotonic() - started >= CALL_DEADLINE_MS / 1000 * 0.95
+    assert_took_the_deadline(time.monotonic() - started)
     assert error_info(timed_out).code == gf.ErrorCode.TIMEOUT
     short_deadline_server.wait_for_mark(call, "cancelled")
     short_deadline_server.wait_for_mark(call, "stopped")
@@ -224,7 +231,7 @@ def test_call_deadline_with_polling(short_deadline_server: FlexConnectServer) ->
     with short_deadline_server.client() as client:
         with pytest.raises(flight.FlightTimedOutError) as timed_out:
             follow_polls(client, invocation("compat_gated", token=call), polls)
-    assert time.monotonic() - started >= CALL_DEADLINE_MS / 1000 * 0.95
+    assert_took_the_deadline(time.monotonic() - started)
     assert error_info(timed_out).code == gf.ErrorCode.TIMEOUT
     assert polls, "the call answered POLL before the deadline"
     short_deadline_server.wait_for_mark(call, "cancelled")
