@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck pytest clean
+.PHONY: run demo test compat-env lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo_client.py
 
-test: $(STAMP)
+# The isolated venv in which tests/compat runs GoodData FlexConnect on this package: .venv-compat/,
+# rebuilt only when what goes into it changes (a change under src/ only reinstalls this package).
+compat-env: $(STAMP)
+	$(BIN)/python -m tests.compat.environment
+
+test: $(STAMP) compat-env
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
@@ -42,4 +47,4 @@ sample-config: $(STAMP)
 	$(BIN)/python -m gooddata_flight_server._sample_config > sample-config.toml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat .mypy_cache .pytest_cache .ruff_cache
