@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# The framework against raw pyarrow.flight, same run (~10-15 min, 2 cores); not part of `make test`.
+# The framework against raw pyarrow.flight and the original gooddata-flight-server (installed on first
+# use into benchmarks/.venv-original), same run (~8 min, 2 cores); not part of `make test`.
 # Options: make bench BENCH_ARGS="--reps 3 --workloads doget,action_8" (see benchmarks/README.md).
 .PHONY: bench
 bench: $(STAMP)
