@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 # The framework against raw pyarrow.flight and the original gooddata-flight-server (installed on first
-# use into benchmarks/.venv-original), same run (~8 min, 2 cores); not part of `make test`.
+# use into benchmarks/.venv-original), same run (~8.5 min, 2 cores); not part of `make test`.
 # Options: make bench BENCH_ARGS="--reps 3 --workloads doget,action_8" (see benchmarks/README.md).
 .PHONY: bench
 bench: $(STAMP)
