@@ -35,7 +35,8 @@ test: $(STAMP) compat-env
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# The framework against raw pyarrow.flight, same run (~10-15 min, 2 cores); not part of `make test`.
+# The framework against raw pyarrow.flight and the original gooddata-flight-server (installed on first
+# use into benchmarks/.venv-original), same run (~8.5 min, 2 cores); not part of `make test`.
 # Options: make bench BENCH_ARGS="--reps 3 --workloads doget,action_8" (see benchmarks/README.md).
 .PHONY: bench
 bench: $(STAMP)
@@ -47,4 +48,4 @@ sample-config: $(STAMP)
 	$(BIN)/python -m gooddata_flight_server._sample_config > sample-config.toml
 
 clean:
-	rm -rf $(VENV) .venv-compat .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat benchmarks/.venv-original .mypy_cache .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Profile one server under one workload with py-spy (``pip install py-spy``; not a project dependency).
 
-``python -m benchmarks.profile --workload action_8 --mode on [--server framework|raw] [--gil]``
+``python -m benchmarks.profile --workload action_8 --mode on [--server framework|raw|original] [--gil]``
 
 Starts the server, drives the workload from this process for ``--seconds`` while py-spy samples the
 server process, and prints the hottest functions (self time and inclusive time) from py-spy's
@@ -18,8 +18,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from benchmarks import original
 from benchmarks.common import wait_until_serving
-from benchmarks.run import start_framework, start_raw
+from benchmarks.run import Run, start_framework, start_original, start_raw
 from benchmarks.workloads import CALLS, do_get_big, small_calls
 
 
@@ -46,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", default="action_8", help="action_1, info_8, task_8, doget, ...")
     parser.add_argument("--mode", default="on", choices=["on", "off"])
-    parser.add_argument("--server", default="framework", choices=["framework", "raw"])
+    parser.add_argument("--server", default="framework", choices=["framework", "raw", "original"])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--gil", action="store_true", help="only samples of threads holding the GIL")
@@ -59,10 +60,13 @@ def main() -> int:
     big = args.workload in ("doget", "doput")
     with tempfile.TemporaryDirectory(prefix="gdfs-profile-") as tmp_name:
         tmp = Path(tmp_name)
-        start = start_framework if args.server == "framework" else start_raw
+        if args.server == "original":
+            print(f"original: {original.install()}")
+        start = {"framework": start_framework, "raw": start_raw, "original": start_original}[args.server]
         server = start(tmp, auth, 1024 if big else 0)
         try:
             wait_until_serving(server.uri, auth)
+            run: Run
             if big:
                 run = do_get_big
             else:

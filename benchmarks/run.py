@@ -1,11 +1,16 @@
-"""The benchmark harness: the framework against raw ``pyarrow.flight``, same run, alternating.
+"""The benchmark harness: raw ``pyarrow.flight``, this framework and the original package, same run.
 
 ``python -m benchmarks.run`` (what ``make bench`` runs), from the repository root. For each mode
-(auth+metrics off, then on) it starts a raw server and a framework server, each in its own process,
-and measures every workload from this process against both in turn, alternating which goes first,
-``--reps`` times; it reports medians, a table and one ``RATIO <name> <framework/raw>`` line per
-workload. Finally it checks on the framework server that the task round trip does not slow down
-with 10,000 stored task results (``SCALE`` line).
+(auth+metrics off, then on) it starts a raw server, a framework server and the same service on the
+original ``gooddata-flight-server`` package (installed on first use into a virtual environment of
+its own, see ``benchmarks/original.py``), each in its own process, and measures every workload
+from this process against the three in turn, rotating which goes first, ``--reps`` times. It
+reports medians, a table, one ``RATIO <name> <framework/raw>`` and one ``PEER <name>
+<framework/original>`` line per workload. Finally it checks on the framework server that the task
+round trip does not slow down with 10,000 stored task results (``SCALE`` line).
+
+When the original cannot be installed or started, it prints ``PEER skipped: <reason>`` and measures
+the other two.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from pathlib import Path
 import pyarrow
 import pyarrow.flight
 
+from benchmarks import original
 from benchmarks.common import TOKENS, big_table, call_options, free_port, wait_until_serving
 from benchmarks.workloads import CALLS, Measurement, do_get_big, do_put_big, small_calls
 
 REPO = Path(__file__).resolve().parent.parent
+SERVERS = ("raw", "framework", "original")
 
 Run = Callable[[str, bool], Measurement]
 
@@ -50,6 +57,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def wait_until_serving(self, auth: bool, timeout: float = 120.0) -> None:
+        """Poll until it answers; give up early if the process has ended (its log is then printed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait_until_serving(self.uri, auth, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+                return
+            except TimeoutError:
+                if self.proc.poll() is not None or time.monotonic() >= deadline:
+                    print(self.log.read_text(errors="replace")[-4000:], file=sys.stderr)
+                    state = (
+                        "did not serve" if self.proc.poll() is None else f"exited ({self.proc.returncode})"
+                    )
+                    raise TimeoutError(f"the {self.name} server {state}; its log is above") from None
 
 
 def _spawn(
@@ -109,21 +131,44 @@ def start_framework(tmp: Path, auth: bool, table_mib: int, tag: str = "") -> Ser
     return Server("framework", f"grpc://127.0.0.1:{port}", proc, log)
 
 
+def start_original(tmp: Path, auth: bool, table_mib: int) -> Server:
+    """``benchmarks/framework_service.py`` on the original package (``original.install()`` first)."""
+    port = free_port()
+    name = f"original-{'on' if auth else 'off'}"
+    config = tmp / f"{name}.toml"
+    config.write_text(original.config(port, auth, table_mib))
+    proc, log = _spawn(name, original.command(config), tmp, original.server_env())
+    return Server("original", f"grpc://127.0.0.1:{port}", proc, log)
+
+
 @contextlib.contextmanager
-def servers(tmp: Path, auth: bool, table_mib: int) -> Iterator[tuple[Server, Server]]:
-    raw = start_raw(tmp, auth, table_mib)
-    fw = start_framework(tmp, auth, table_mib)
+def servers(tmp: Path, auth: bool, table_mib: int, peer: bool, skipped: list[str]) -> Iterator[list[Server]]:
+    """Raw, framework and (if ``peer``) original servers, serving.
+
+    An original that does not start is left out, and why is added to ``skipped``.
+    """
+    started = [start_raw(tmp, auth, table_mib), start_framework(tmp, auth, table_mib)]
+    if peer:
+        started.append(start_original(tmp, auth, table_mib))
     try:
-        for server in (raw, fw):
+        serving = []
+        for server in started:
             try:
-                wait_until_serving(server.uri, auth)
-            except TimeoutError:
-                print(server.log.read_text(), file=sys.stderr)
-                raise
-        yield raw, fw
+                server.wait_until_serving(auth)
+                if server.name == "original":
+                    original.check_started(server.log)
+            except (TimeoutError, original.PeerUnavailable) as e:
+                if server.name != "original":
+                    raise
+                print(f"PEER skipped: {e}", flush=True)
+                skipped.append(f"{'on' if auth else 'off'} mode: {e}")
+                server.stop()
+                continue
+            serving.append(server)
+        yield serving
     finally:
-        raw.stop()
-        fw.stop()
+        for server in started:
+            server.stop()
 
 
 @dataclasses.dataclass
@@ -131,36 +176,47 @@ class Row:
     workload: str
     mode: str
     unit: str
-    raw: list[Measurement] = dataclasses.field(default_factory=list)
-    framework: list[Measurement] = dataclasses.field(default_factory=list)
+    samples: dict[str, list[Measurement]] = dataclasses.field(
+        default_factory=lambda: {name: [] for name in SERVERS}
+    )
+    peer_error: str | None = None  # why the original has no samples for this workload, if it failed
 
     @property
     def name(self) -> str:
         return f"{self.workload}.{self.mode}"
 
-    @staticmethod
-    def median(ms: list[Measurement]) -> float:
-        return statistics.median(m.value for m in ms)
+    def median(self, server: str) -> float | None:
+        ms = self.samples[server]
+        return statistics.median(m.value for m in ms) if ms else None
 
-    @staticmethod
-    def latency(ms: list[Measurement], p: float) -> float | None:
-        values = [v for m in ms if (v := m.percentile(p)) is not None]
+    def latency(self, server: str, p: float) -> float | None:
+        values = [v for m in self.samples[server] if (v := m.percentile(p)) is not None]
         return statistics.median(values) if values else None
 
-    @staticmethod
-    def cpu_per_work(ms: list[Measurement]) -> float:
-        """Server CPU per unit of work: seconds per GB, or microseconds per call."""
-        return statistics.median(m.server_cpu / m.work for m in ms if m.work)
+    def cpu_per_work(self, server: str) -> float | None:
+        """Server CPU per unit of work: seconds per GB, or seconds per call."""
+        values = [m.server_cpu / m.work for m in self.samples[server] if m.work]
+        return statistics.median(values) if values else None
+
+    def _of_medians(self, server: str) -> float | None:
+        fw, other = self.median("framework"), self.median(server)
+        return fw / other if fw is not None and other else None
 
     @property
-    def ratio(self) -> float:
+    def ratio(self) -> float | None:
         """framework / raw of the medians: the RATIO line."""
-        return self.median(self.framework) / self.median(self.raw)
+        return self._of_medians("raw")
 
     @property
-    def paired_ratio(self) -> float:
-        """Median of the per-repetition ratios (each pair measured back to back): less drift."""
-        return statistics.median(f.value / r.value for r, f in zip(self.raw, self.framework, strict=True))
+    def peer(self) -> float | None:
+        """framework / original of the medians: the PEER line (None without the original's samples)."""
+        return self._of_medians("original")
+
+    @property
+    def paired_ratio(self) -> float | None:
+        """Median of the per-repetition framework/raw ratios (measured in the same round): less drift."""
+        pairs = list(zip(self.samples["raw"], self.samples["framework"], strict=True))
+        return statistics.median(f.value / r.value for r, f in pairs) if pairs else None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,48 +232,67 @@ def measure_one(run: Run, server: Server, auth: bool) -> Measurement:
     return dataclasses.replace(result, server_cpu=cpu_seconds(server.proc.pid) - before)
 
 
-def measure(row: Row, run: Run, raw: Server, fw: Server, *, auth: bool, reps: int) -> None:
+def measure(row: Row, run: Run, servers: list[Server], *, auth: bool, reps: int) -> None:
+    """``reps`` rounds, each measuring every server once; which goes first rotates every round."""
+    active = list(servers)
+
+    def attempt(server: Server, record: bool) -> None:
+        try:
+            if record:
+                row.samples[server.name].append(measure_one(run, server, auth))
+            else:
+                run(server.uri, auth)
+        except Exception as e:  # the original may lack something a workload needs: report, go on
+            if server.name != "original":
+                raise
+            first_line = str(e).splitlines()[0] if str(e) else ""
+            row.peer_error = f"{type(e).__name__}: {first_line}"
+            row.samples["original"].clear()
+            active.remove(server)
+
     if row.unit == "GB/s":
         # one unmeasured transfer each first: the client's first gigabyte faults in fresh pages,
         # which would penalise whichever server happens to go first
-        for server in (raw, fw):
-            run(server.uri, auth)
+        for server in list(active):
+            attempt(server, record=False)
     for rep in range(reps):
-        order = [(raw, row.raw), (fw, row.framework)]
-        if rep % 2:
-            order.reverse()
-        for server, samples in order:
-            samples.append(measure_one(run, server, auth))
+        shift = rep % len(active)
+        for server in active[shift:] + active[:shift]:
+            attempt(server, record=True)
     _print_row(row)
 
 
-def _fmt_ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.2f}"
+def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value * scale:{spec}}"
 
 
+_WHO = {"raw": "raw", "framework": "fw", "original": "orig"}
 HEADER = (
-    f"{'workload':<12} {'mode':<4} {'unit':<8} {'raw':>10} {'framework':>10} {'ratio':>6} {'paired':>6}"
-    f"  {'raw p50/p99 ms':>16}  {'fw p50/p99 ms':>16}  {'server CPU raw|fw':>18}  samples raw | framework"
+    f"{'workload':<12} {'mode':<4} {'unit':<8} {'raw':>8} {'framework':>9} {'original':>8}"
+    f" {'ratio':>6} {'paired':>6} {'peer':>6}"
+    + "".join(f"  {_WHO[s] + ' p50/p99 ms':>16}" for s in SERVERS)
+    + f"  {'server CPU raw|fw|orig':>26}  samples raw | framework | original"
 )
 
 
 def _print_row(row: Row) -> None:
-    digits = 3 if row.unit == "GB/s" else 0
-    raw_lat = f"{_fmt_ms(row.latency(row.raw, 50))}/{_fmt_ms(row.latency(row.raw, 99))}"
-    fw_lat = f"{_fmt_ms(row.latency(row.framework, 50))}/{_fmt_ms(row.latency(row.framework, 99))}"
-    samples = (
-        " ".join(f"{m.value:.{digits}f}" for m in row.raw)
-        + " | "
-        + " ".join(f"{m.value:.{digits}f}" for m in row.framework)
+    digits = ".3f" if row.unit == "GB/s" else ".0f"
+    latencies = "".join(
+        f"  {_fmt(row.latency(s, 50), '.2f', 1000) + '/' + _fmt(row.latency(s, 99), '.2f', 1000):>16}"
+        for s in SERVERS
     )
     scale, cpu_unit = (1.0, "s/GB") if row.unit == "GB/s" else (1e6, "us/call")
-    cpu = f"{row.cpu_per_work(row.raw) * scale:.2f}|{row.cpu_per_work(row.framework) * scale:.2f} {cpu_unit}"
+    cpu = "|".join(_fmt(row.cpu_per_work(s), ".2f", scale) for s in SERVERS) + f" {cpu_unit}"
+    samples = " | ".join(" ".join(f"{m.value:{digits}}" for m in row.samples[s]) or "-" for s in SERVERS)
     print(
-        f"{row.workload:<12} {row.mode:<4} {row.unit:<8} {row.median(row.raw):>10.{digits}f} "
-        f"{row.median(row.framework):>10.{digits}f} {row.ratio:>6.3f} {row.paired_ratio:>6.3f}  "
-        f"{raw_lat:>16}  {fw_lat:>16}  {cpu:>18}  {samples}",
+        f"{row.workload:<12} {row.mode:<4} {row.unit:<8} {_fmt(row.median('raw'), digits):>8} "
+        f"{_fmt(row.median('framework'), digits):>9} {_fmt(row.median('original'), digits):>8} "
+        f"{_fmt(row.ratio, '.3f'):>6} {_fmt(row.paired_ratio, '.3f'):>6} {_fmt(row.peer, '.3f'):>6}"
+        f"{latencies}  {cpu:>26}  {samples}",
         flush=True,
     )
+    if row.peer_error:
+        print(f"  (the original failed on {row.name}: {row.peer_error})", flush=True)
 
 
 def _action(uri: str, auth: bool, kind: str, body: bytes = b"") -> int:
@@ -260,9 +335,9 @@ def _loadavg() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--reps", type=int, default=5, help="small-call measurements per workload and server")
-    parser.add_argument("--big-reps", type=int, default=7, help="DoGet/DoPut transfers per server and mode")
-    parser.add_argument("--seconds", type=float, default=2.0, help="duration of one small-call measurement")
+    parser.add_argument("--reps", type=int, default=6, help="small-call measurements per workload and server")
+    parser.add_argument("--big-reps", type=int, default=6, help="DoGet/DoPut transfers per server and mode")
+    parser.add_argument("--seconds", type=float, default=1.2, help="duration of one small-call measurement")
     parser.add_argument("--table-mib", type=int, default=1024, help="size of the big table")
     parser.add_argument("--modes", default="off,on", help="auth+metrics modes to run: off, on or both")
     parser.add_argument(
@@ -271,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset to run",
     )
     parser.add_argument("--stored", type=int, default=10_000, help="stored results for the scaling check")
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also run the service on the original gooddata-flight-server {original.ORIGINAL_VERSION}",
+    )
     args = parser.parse_args(argv)
     wanted = args.workloads.split(",")
 
@@ -294,6 +375,16 @@ def main(argv: list[str] | None = None) -> int:
                 run = small_calls(CALLS[name], threads, args.seconds)
                 workloads.append((f"{name}_{threads}", "calls/s", run, args.reps))
 
+    peer_skipped: list[str] = []
+    peer = bool(args.peer and workloads)
+    if peer:
+        try:
+            print(f"original: {original.install()}", flush=True)
+        except original.PeerUnavailable as e:
+            peer = False
+            peer_skipped.append(str(e))
+            print(f"PEER skipped: {e}", flush=True)
+
     rows: list[Row] = []
     big = args.table_mib if any(w in wanted for w in ("doget", "doput")) else 0
     with tempfile.TemporaryDirectory(prefix="gdfs-bench-") as tmp_name:
@@ -304,18 +395,25 @@ def main(argv: list[str] | None = None) -> int:
             if not workloads:
                 break
             auth = mode == "on"
-            with servers(tmp, auth, big) as (raw, fw):
+            with servers(tmp, auth, big, peer, peer_skipped) as serving:
                 for name, unit, run, reps in workloads:
                     row = Row(name, mode, unit)
-                    measure(row, run, raw, fw, auth=auth, reps=reps)
+                    measure(row, run, serving, auth=auth, reps=reps)
                     rows.append(row)
         scale: tuple[float, float] | None = None
         if "scaling" in wanted:
-            scale = scaling_check(tmp, args.stored, 8, args.seconds, max(3, args.reps - 2))
+            scale = scaling_check(tmp, args.stored, 8, args.seconds, 3)
 
     print()
     for row in rows:
-        print(f"RATIO {row.name} {row.ratio:.3f}")
+        print(f"RATIO {row.name} {_fmt(row.ratio, '.3f')}")
+    for reason in peer_skipped:
+        print(f"PEER skipped: {reason}")
+    for row in rows:
+        if row.peer is not None:
+            print(f"PEER {row.name} {row.peer:.3f}")
+        elif row.peer_error is not None:
+            print(f"PEER skipped: {row.name}: {row.peer_error}")
     if scale is not None:
         print(f"SCALE task_8.stored_{args.stored}_vs_0 {scale[1] / scale[0]:.3f}")
     print(f"total {time.monotonic() - started:.0f} s; load average {_loadavg()}")
