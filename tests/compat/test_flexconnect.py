@@ -242,7 +242,11 @@ def test_call_deadline_with_polling(short_deadline_server: FlexConnectServer) ->
 @pytest.mark.parametrize(
     ("parameters", "code", "fragment"),
     [
-        ({}, gf.ErrorCode.COMMAND_FAILED, "RuntimeError: compat_failing fails on purpose"),
+        (
+            {},
+            gf.ErrorCode.COMMAND_FAILED,
+            "There was an error while running task: compat_failing fails on purpose",
+        ),
         ({"bad_argument": True}, gf.ErrorCode.BAD_ARGUMENT, "'bad_argument' is not acceptable"),
     ],
     ids=["runtime-error", "value-error"],
