@@ -54,6 +54,13 @@ __all__ = ["FlightSqlMethods"]
 _Metadata = GetSqlInfo | GetCatalogs | GetDbSchemas | GetTables | GetTableTypes | GetPrimaryKeys
 _METADATA: Final = (GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes, GetPrimaryKeys)
 
+_METADATA_HOOKS: Final[dict[type, str]] = {
+    GetCatalogs: "get_catalogs",
+    GetDbSchemas: "get_db_schemas",
+    GetTables: "get_tables",
+    GetTableTypes: "get_table_types",
+    GetPrimaryKeys: "get_primary_keys",
+}
 ACTIONS: Final = (
     ("CreatePreparedStatement", "Create a prepared statement (Flight SQL)."),
     ("ClosePreparedStatement", "Close a prepared statement (Flight SQL)."),
@@ -251,6 +258,9 @@ class FlightSqlMethods(FlightServerMethods):
             task = self.prepared_statement_query(context, statement, parameters)
             return self._query_info(context, descriptor, task)
         if isinstance(command, _METADATA):
+            hook = _METADATA_HOOKS.get(type(command))
+            if hook is not None and not self._serves(hook):
+                raise not_supported(_name(command))
             # the ticket is the command itself: any replica can answer it, as often as asked
             endpoint = pyarrow.flight.FlightEndpoint(bytes(descriptor.command), [])
             return pyarrow.flight.FlightInfo(self._metadata_schema(command), descriptor, [endpoint], -1, -1)
