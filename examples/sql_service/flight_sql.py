@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pyarrow
 import pyarrow.flight
+import structlog
 
 import gooddata_flight_server as gf
 from gooddata_flight_server import flightsql
@@ -33,6 +34,8 @@ from .errors import ClientError
 from .query import QueryTask
 
 __all__ = ["SqlServiceFlightSql"]
+
+log = structlog.get_logger("sql_service")
 
 _Context = pyarrow.flight.ServerCallContext
 _IF_EXISTS: dict[flightsql.TableExists, Literal["fail", "append", "replace"]] = {
@@ -123,7 +126,7 @@ class SqlServiceFlightSql(flightsql.FlightSqlMethods):
             if sets is not None and len(sets) != 1:
                 raise ClientError(f"Bind one row of parameters to run a query, not {len(sets)}.")
         config = self._config
-        return QueryTask(
+        task = QueryTask(
             self._database,
             sql,
             sql.encode(),
@@ -131,6 +134,10 @@ class SqlServiceFlightSql(flightsql.FlightSqlMethods):
             config.query_timeout_sec,
             parameters=None if sets is None else sets[0],
         )
+        log.info(
+            "query_submitted", task_id=task.task_id, sql=" ".join(sql.split())[:200], protocol="flightsql"
+        )
+        return task
 
     def _classify(self, sql: str) -> StatementKind:
         with _client_errors():

@@ -315,7 +315,7 @@ class FlightSqlMethods(FlightServerMethods):
             self._prepared.bind(command.handle, _upload(context, reader, "the parameters"))
             return
         if isinstance(command, StatementUpdate):
-            _upload(context, reader, "the update")
+            # the command holds the whole statement; clients send no data with it
             count = self.statement_update(context, command)
         elif isinstance(command, PreparedStatementUpdate):
             statement, _ = self._prepared.get(command.handle)
@@ -483,6 +483,10 @@ def _upload(
     """
     try:
         table = reader.read_all()
+    except OSError as e:  # pyarrow's IO errors; an upload of the descriptor alone is one too
+        if "never sent a data message" in str(e):
+            return None
+        raise bad_request(f"Cannot read {what}: {e}") from None
     except pyarrow.ArrowInvalid as e:
         raise bad_request(f"Cannot read {what}: {e}") from None
     if context.is_cancelled():
