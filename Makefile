@@ -36,5 +36,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# A query round trip through ADBC (Flight SQL) vs plain Flight GetFlightInfo/DoGet on the SQL service
+# (~30 s). Options: make bench-flightsql BENCH_ARGS="--seconds 3 --reps 5"
+.PHONY: bench-flightsql
+bench-flightsql: $(STAMP)
+	$(BIN)/python -m benchmarks.flightsql $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
