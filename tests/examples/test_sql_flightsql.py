@@ -4,7 +4,7 @@ plus the exact protocol bytes for what ADBC does not send."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from examples.sql_service.main import sql_service
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
 from tests.examples.conftest import Service, wait_until
-from tests.flightsql_wire import any_message, field_bytes, read_fields
+from tests.flightsql_wire import any_message, field_bytes, read_fields, unpack_any
 
 DEMO = demo_tables()
 ENDLESS_QUERY = "SELECT sum(x % 7) FROM range(10000000000000) t(x)"
@@ -53,10 +53,17 @@ def test_query_fetches_arrow(service: Service, conn: Any) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT * FROM orders ORDER BY order_id")
         assert cur.fetch_arrow_table() == DEMO["orders"]
+        statement = cur.adbc_statement  # not prepared: CommandStatementQuery
+        statement.set_sql_query(sql)
+        handle, _ = statement.execute_query()
+        assert pyarrow.RecordBatchReader._import_from_c(handle.address).read_all() == table
 
 
 def test_catalog_discovery(conn: Any) -> None:
     """get_objects, get_table_schema and get_table_types describe the demo tables as DuckDB has them."""
+    assert conn.adbc_get_objects(depth="catalogs").read_all().to_pylist() == [
+        {"catalog_name": "sql_service", "catalog_db_schemas": None}
+    ]
     (catalog,) = conn.adbc_get_objects().read_all().to_pylist()
     assert catalog["catalog_name"] == "sql_service"
     (schema,) = catalog["catalog_db_schemas"]
@@ -246,3 +253,53 @@ def test_what_is_not_flight_sql_goes_to_the_plain_methods(service: Service) -> N
     with pytest.raises(flight.FlightServerError) as e:
         _flight_sql_info(service.client, "CommandStatementQuery", b"\xff")
     assert gf.ErrorInfo.from_pyarrow_error(e.value).code == gf.ErrorCode.BAD_ARGUMENT
+
+
+def _action(client: flight.FlightClient, kind: str, body: bytes) -> list[bytes]:
+    return [result.body.to_pybytes() for result in client.do_action(flight.Action(kind, body))]
+
+
+def test_schemas_and_prepared_statement_lifecycle_with_the_protocols_bytes(service: Service) -> None:
+    """GetSchema of a query and of a prepared statement; ClosePreparedStatement makes its handle unknown."""
+    client = service.client
+    query = any_message("CommandStatementQuery", field_bytes(1, "SELECT * FROM products"))
+    assert client.get_schema(flight.FlightDescriptor.for_command(query)).schema == DEMO["products"].schema
+
+    request = any_message("ActionCreatePreparedStatementRequest", field_bytes(1, "SELECT name FROM products"))
+    (created,) = _action(client, "CreatePreparedStatement", request)
+    fields = unpack_any(created, "ActionCreatePreparedStatementResult")
+    (handle,) = fields[1]
+    assert isinstance(handle, bytes)
+    (dataset_schema,) = fields[2]
+    assert isinstance(dataset_schema, bytes)
+    assert pyarrow.ipc.read_schema(pyarrow.py_buffer(dataset_schema)).names == ["name"]
+    prepared = flight.FlightDescriptor.for_command(
+        any_message("CommandPreparedStatementQuery", field_bytes(1, handle))
+    )
+    assert client.get_schema(prepared).schema.names == ["name"]
+    info = client.get_flight_info(prepared)
+    assert client.do_get(info.endpoints[0].ticket).read_all().num_rows == DEMO["products"].num_rows
+
+    assert (
+        _action(
+            client,
+            "ClosePreparedStatement",
+            any_message("ActionClosePreparedStatementRequest", field_bytes(1, handle)),
+        )
+        == []
+    )
+    with pytest.raises(flight.FlightServerError) as e:
+        client.get_flight_info(prepared)
+    assert "Unknown prepared statement handle" in gf.ErrorInfo.from_pyarrow_error(e.value).msg
+
+
+def test_cancel_flight_info_releases_a_streaming_result(start_service: Callable[..., Service]) -> None:
+    """Cancelling a query whose rows wait to stream answers CANCELLED; its ticket is then invalid."""
+    service = start_service(batch_size=100)
+    query = any_message("CommandStatementQuery", field_bytes(1, "SELECT * FROM orders"))
+    info = service.client.get_flight_info(flight.FlightDescriptor.for_command(query))
+    (answer,) = _action(service.client, "CancelFlightInfo", field_bytes(1, info.serialize()))
+    assert read_fields(answer) == {1: [1]}  # CANCEL_STATUS_CANCELLED
+    with pytest.raises(flight.FlightServerError) as e:
+        service.client.do_get(info.endpoints[0].ticket).read_all()
+    assert gf.ErrorInfo.from_pyarrow_error(e.value).code == gf.ErrorCode.INVALID_TICKET

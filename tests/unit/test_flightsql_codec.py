@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hypothesis
+import hypothesis.strategies as st
 import pyarrow
 import pyarrow.flight as flight
 import pytest
@@ -201,3 +203,38 @@ def test_cancel_flight_info_body_must_hold_a_flight_info() -> None:
     for body, fragment in [(b"\xff", "not a CancelFlightInfoRequest"), (b"", "holds no FlightInfo")]:
         with pytest.raises(flight.FlightServerError, match=fragment):
             codec.decode_cancel_flight_info(body)
+
+
+_NAMES = [
+    "CommandStatementQuery",
+    "CommandStatementIngest",
+    "CommandGetTables",
+    "CommandGetSqlInfo",
+    "TicketStatementQuery",
+    "ActionCancelQueryRequest",
+    "CommandGetXdbcTypeInfo",
+    "Unknown",
+]
+
+
+def _decodes_or_refuses(data: bytes) -> None:
+    try:
+        codec.decode(data)
+    except (codec.NotFlightSql, NotImplementedError):
+        pass
+    except flight.FlightServerError as e:
+        assert gf.ErrorInfo.from_pyarrow_error(e).code == gf.ErrorCode.BAD_ARGUMENT
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.binary(max_size=64))
+def test_any_bytes_decode_or_are_refused_cleanly(data: bytes) -> None:
+    """Arbitrary bytes never escape the decoder as anything but its three refusals."""
+    _decodes_or_refuses(data)
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.sampled_from(_NAMES), st.binary(max_size=64))
+def test_flight_sql_envelopes_with_arbitrary_values_decode_or_are_refused(name: str, value: bytes) -> None:
+    """A Flight SQL type URL with arbitrary message bytes decodes or is refused; nothing else escapes."""
+    _decodes_or_refuses(any_message(name, value))
