@@ -34,8 +34,9 @@ def run_query_task(
             execution = executor.wait_for_result(task_id, timeout=_CLIENT_CHECK_SEC)
         except TaskWaitTimeoutError:
             if context.is_cancelled():
-                executor.cancel(task_id)
-                log.info("flightsql_query_abandoned", task_id=task_id)
+                # a task that cannot be cancelled (a write, say) runs to its end, unread
+                cancelled = executor.cancel(task_id)
+                log.info("flightsql_query_abandoned", task_id=task_id, cancelled=cancelled)
                 raise ErrorInfo.for_reason(
                     ErrorCode.COMMAND_CANCELLED,
                     f"The query was cancelled because its caller went away (task {task_id}).",

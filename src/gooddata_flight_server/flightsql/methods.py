@@ -13,15 +13,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NoReturn
+from typing import Any, NoReturn
 
 import pyarrow
 import pyarrow.flight
 
-from gooddata_flight_server import ErrorCode, ErrorInfo, FlightServerMethods, ServerContext, Task, __version__
+from gooddata_flight_server import FlightServerMethods, ServerContext, Task, __version__
 from gooddata_flight_server.flightsql import codec, schemas
 from gooddata_flight_server.flightsql._errors import bad_request, not_supported
+from gooddata_flight_server.flightsql._requests import (
+    ACTION_REQUESTS,
+    ACTIONS,
+    METADATA,
+    METADATA_HOOKS,
+    UNSUPPORTED_ACTIONS,
+    Metadata,
+    metadata_schema,
+    request_name,
+)
 from gooddata_flight_server.flightsql._running import run_query_task
+from gooddata_flight_server.flightsql._upload import read_upload
 from gooddata_flight_server.flightsql.cancellation import cancel_tasks
 from gooddata_flight_server.flightsql.commands import (
     CancelStatus,
@@ -41,7 +52,6 @@ from gooddata_flight_server.flightsql.commands import (
 )
 from gooddata_flight_server.flightsql.prepared import PreparedStatement, PreparedStatements
 from gooddata_flight_server.flightsql.sql_info import (
-    SQL_INFO_SCHEMA,
     Int32,
     SqlInfo,
     SqlInfoValue,
@@ -50,41 +60,6 @@ from gooddata_flight_server.flightsql.sql_info import (
 )
 
 __all__ = ["FlightSqlMethods"]
-
-_Metadata = GetSqlInfo | GetCatalogs | GetDbSchemas | GetTables | GetTableTypes | GetPrimaryKeys
-_METADATA: Final = (GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes, GetPrimaryKeys)
-
-_METADATA_HOOKS: Final[dict[type, str]] = {
-    GetCatalogs: "get_catalogs",
-    GetDbSchemas: "get_db_schemas",
-    GetTables: "get_tables",
-    GetTableTypes: "get_table_types",
-    GetPrimaryKeys: "get_primary_keys",
-}
-ACTIONS: Final = (
-    ("CreatePreparedStatement", "Create a prepared statement (Flight SQL)."),
-    ("ClosePreparedStatement", "Close a prepared statement (Flight SQL)."),
-    ("CancelFlightInfo", "Cancel the query behind a FlightInfo (Flight)."),
-    ("CancelQuery", "Cancel the query behind a FlightInfo (Flight SQL, deprecated)."),
-)
-_UNSUPPORTED_ACTIONS: Final = frozenset(
-    {
-        "CreatePreparedSubstraitPlan",
-        "BeginTransaction",
-        "EndTransaction",
-        "BeginSavepoint",
-        "EndSavepoint",
-        "RenewFlightEndpoint",
-        "SetSessionOptions",
-        "GetSessionOptions",
-        "CloseSession",
-    }
-)
-_ACTION_REQUESTS: Final[dict[str, type]] = {
-    "CreatePreparedStatement": CreatePreparedStatement,
-    "ClosePreparedStatement": ClosePreparedStatement,
-    "CancelQuery": codec.CancelQuery,
-}
 
 
 class FlightSqlMethods(FlightServerMethods):
@@ -257,13 +232,13 @@ class FlightSqlMethods(FlightServerMethods):
             statement, parameters = self._prepared.get(command.handle)
             task = self.prepared_statement_query(context, statement, parameters)
             return self._query_info(context, descriptor, task)
-        if isinstance(command, _METADATA):
-            hook = _METADATA_HOOKS.get(type(command))
+        if isinstance(command, METADATA):
+            hook = METADATA_HOOKS.get(type(command))
             if hook is not None and not self._serves(hook):
-                raise not_supported(_name(command))
+                raise not_supported(request_name(command))
             # the ticket is the command itself: any replica can answer it, as often as asked
             endpoint = pyarrow.flight.FlightEndpoint(bytes(descriptor.command), [])
-            return pyarrow.flight.FlightInfo(self._metadata_schema(command), descriptor, [endpoint], -1, -1)
+            return pyarrow.flight.FlightInfo(metadata_schema(command), descriptor, [endpoint], -1, -1)
         self._wrong_rpc(command, "GetFlightInfo")
 
     def get_schema(
@@ -279,8 +254,8 @@ class FlightSqlMethods(FlightServerMethods):
             if statement.dataset_schema is None:
                 raise not_supported("GetSchema of this prepared statement (its schema is not known)")
             return pyarrow.flight.SchemaResult(statement.dataset_schema)
-        if isinstance(command, _METADATA):
-            return pyarrow.flight.SchemaResult(self._metadata_schema(command))
+        if isinstance(command, METADATA):
+            return pyarrow.flight.SchemaResult(metadata_schema(command))
         self._wrong_rpc(command, "GetSchema")
 
     def do_get(
@@ -294,10 +269,10 @@ class FlightSqlMethods(FlightServerMethods):
             if task_id is None:
                 raise bad_request("The TicketStatementQuery does not name a query of this server.")
             return self.do_get_task_result(context, self._ctx.task_executor, task_id)
-        if isinstance(request, _METADATA):
+        if isinstance(request, METADATA):
             # a Table returned as it is: the server streams it and counts what it sends
             return self._metadata(context, request)
-        raise bad_request(f"{_name(request)} is not a ticket; DoGet takes the ticket of a FlightInfo.")
+        raise bad_request(f"{request_name(request)} is not a ticket; DoGet takes the ticket of a FlightInfo.")
 
     def do_put(
         self,
@@ -312,17 +287,17 @@ class FlightSqlMethods(FlightServerMethods):
             return
         if isinstance(command, PreparedStatementQuery):
             self._prepared.get(command.handle)  # an unknown handle fails before the upload is read
-            self._prepared.bind(command.handle, _upload(context, reader, "the parameters"))
+            self._prepared.bind(command.handle, read_upload(context, reader, "the parameters"))
             return
         if isinstance(command, StatementUpdate):
             # the command holds the whole statement; clients send no data with it
             count = self.statement_update(context, command)
         elif isinstance(command, PreparedStatementUpdate):
             statement, _ = self._prepared.get(command.handle)
-            parameters = _upload(context, reader, "the parameters")
+            parameters = read_upload(context, reader, "the parameters")
             count = self.prepared_statement_update(context, statement, parameters)
         elif isinstance(command, StatementIngest):
-            data = _upload(context, reader, f"the data for table '{command.table}'")
+            data = read_upload(context, reader, f"the data for table '{command.table}'")
             if data is None:
                 data = pyarrow.table({})
             count = self.statement_ingest(context, command, data)
@@ -338,14 +313,16 @@ class FlightSqlMethods(FlightServerMethods):
         if kind == "CancelFlightInfo":
             status = self.cancel_flight_info(context, codec.decode_cancel_flight_info(body))
             return [pyarrow.flight.Result(codec.encode_cancel_flight_info_result(status))]
-        expected = _ACTION_REQUESTS.get(kind)
+        expected = ACTION_REQUESTS.get(kind)
         if expected is None:
-            if kind in _UNSUPPORTED_ACTIONS:
+            if kind in UNSUPPORTED_ACTIONS:
                 raise not_supported(f"The action {kind}")
             return self._other(f"the action '{kind}'").do_action(context, action)
         request = self._request(body, kind, "the action body", fallback=False)
         if not isinstance(request, expected):
-            raise bad_request(f"The body of {kind} must be a {expected.__name__}, not {_name(request)}.")
+            raise bad_request(
+                f"The body of {kind} must be a {expected.__name__}, not {request_name(request)}."
+            )
         if isinstance(request, CreatePreparedStatement):
             return [pyarrow.flight.Result(self._create_prepared(context, request))]
         if isinstance(request, ClosePreparedStatement):
@@ -406,7 +383,7 @@ class FlightSqlMethods(FlightServerMethods):
 
     @staticmethod
     def _wrong_rpc(command: object, rpc: str) -> NoReturn:
-        raise bad_request(f"{_name(command)} cannot be sent with {rpc}.")
+        raise bad_request(f"{request_name(command)} cannot be sent with {rpc}.")
 
     def _query_info(
         self,
@@ -432,21 +409,7 @@ class FlightSqlMethods(FlightServerMethods):
             else schemas.serialize_schema(statement.parameter_schema),
         )
 
-    @staticmethod
-    def _metadata_schema(command: _Metadata) -> pyarrow.Schema:
-        if isinstance(command, GetSqlInfo):
-            return SQL_INFO_SCHEMA
-        if isinstance(command, GetCatalogs):
-            return schemas.CATALOGS_SCHEMA
-        if isinstance(command, GetDbSchemas):
-            return schemas.DB_SCHEMAS_SCHEMA
-        if isinstance(command, GetTables):
-            return schemas.TABLES_WITH_SCHEMA_SCHEMA if command.include_schema else schemas.TABLES_SCHEMA
-        if isinstance(command, GetTableTypes):
-            return schemas.TABLE_TYPES_SCHEMA
-        return schemas.PRIMARY_KEYS_SCHEMA
-
-    def _metadata(self, context: pyarrow.flight.ServerCallContext, command: _Metadata) -> pyarrow.Table:
+    def _metadata(self, context: pyarrow.flight.ServerCallContext, command: Metadata) -> pyarrow.Table:
         if isinstance(command, GetSqlInfo):
             return sql_info_table(self.sql_info(), command.info)
         if isinstance(command, GetCatalogs):
@@ -459,38 +422,4 @@ class FlightSqlMethods(FlightServerMethods):
             table = self.get_table_types(context)
         else:
             table = self.get_primary_keys(context, command)
-        return schemas.conform(table, self._metadata_schema(command), _name(command))
-
-
-def _name(request: object) -> str:
-    """The protocol's name of a decoded request, for messages."""
-    names = {
-        codec.StatementTicket: "TicketStatementQuery",
-        codec.CancelQuery: "ActionCancelQueryRequest",
-        CreatePreparedStatement: "ActionCreatePreparedStatementRequest",
-        ClosePreparedStatement: "ActionClosePreparedStatementRequest",
-    }
-    return names.get(type(request), f"Command{type(request).__name__}")
-
-
-def _upload(
-    context: pyarrow.flight.ServerCallContext, reader: pyarrow.flight.MetadataRecordBatchReader, what: str
-) -> pyarrow.Table | None:
-    """Everything the client uploads with a DoPut, read in full; None when it sent no columns.
-
-    A client that went away mid-stream ends the reader as if the stream were complete; that is
-    noticed here, before anything acts on a partial upload.
-    """
-    try:
-        table = reader.read_all()
-    except OSError as e:  # pyarrow's IO errors; an upload of the descriptor alone is one too
-        if "never sent a data message" in str(e):
-            return None
-        raise bad_request(f"Cannot read {what}: {e}") from None
-    except pyarrow.ArrowInvalid as e:
-        raise bad_request(f"Cannot read {what}: {e}") from None
-    if context.is_cancelled():
-        raise ErrorInfo.for_reason(
-            ErrorCode.COMMAND_CANCELLED, f"The upload of {what} was interrupted; nothing was done."
-        ).to_cancelled_error()
-    return table if table.num_columns else None
+        return schemas.conform(table, metadata_schema(command), request_name(command))
