@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pyarrow
@@ -128,3 +130,10 @@ def test_idle_prepared_statements_expire_and_their_number_is_bounded() -> None:
     with pytest.raises(flight.FlightServerError) as e:
         registry.add(flightsql.PreparedStatement("SELECT 4"))
     assert "Too many open prepared statements" in _bad_argument(e)
+
+
+def test_the_framework_imports_without_flight_sql() -> None:
+    """Importing gooddata_flight_server does not import the Flight SQL layer (nor protobuf through it)."""
+    code = "import sys, gooddata_flight_server; print('gooddata_flight_server.flightsql' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
