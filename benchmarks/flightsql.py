@@ -9,7 +9,9 @@ throw-away data directory, and measures from this process, one call at a time:
 - ``adbc``: ``cursor.execute(sql)`` + ``cursor.fetch_arrow_table()`` on one ADBC DB-API connection.
   The cursor prepares the statement once (the query text does not change), so each round trip is
   ``GetFlightInfo(CommandPreparedStatementQuery)`` + ``DoGet``, as a BI tool re-running a query does;
-- ``adbc_unprepared``: the ADBC statement without preparing (``CommandStatementQuery``).
+- ``adbc_unprepared``: the ADBC statement without preparing (``CommandStatementQuery``);
+- ``flightsql_raw``: ``CommandStatementQuery`` sent by the same pyarrow client as ``flight``: the
+  server-side cost of the Flight SQL layer alone, without the ADBC driver.
 
 Paths alternate within each repetition (the order flips every repetition); the table shows the median
 round trip and calls per second. ``RATIO flightsql_vs_flight <x>`` is the median ADBC round trip over
@@ -33,6 +35,9 @@ from pathlib import Path
 
 import adbc_driver_flightsql.dbapi
 import pyarrow.flight
+
+from gooddata_flight_server.flightsql import codec
+from gooddata_flight_server.flightsql._protocol import sql_message
 
 REPO = Path(__file__).resolve().parent.parent
 QUERIES = {
@@ -134,9 +139,20 @@ def main(argv: list[str] | None = None) -> int:
                 handle, _ = stmt.execute_query()
                 return int(pyarrow.RecordBatchReader._import_from_c(handle.address).read_all().num_rows)
 
-            paths = {"flight": flight, "adbc": adbc, "adbc_unprepared": adbc_unprepared}
+            command = codec.pack("CommandStatementQuery", sql_message("CommandStatementQuery")(query=sql))
+
+            def flightsql_raw(command: bytes = command) -> int:
+                info = client.get_flight_info(pyarrow.flight.FlightDescriptor.for_command(command))
+                return int(client.do_get(info.endpoints[0].ticket).read_all().num_rows)
+
+            paths = {
+                "flight": flight,
+                "adbc": adbc,
+                "adbc_unprepared": adbc_unprepared,
+                "flightsql_raw": flightsql_raw,
+            }
             rows[name] = flight()
-            assert adbc() == adbc_unprepared() == rows[name]
+            assert adbc() == adbc_unprepared() == flightsql_raw() == rows[name]
             for rep in range(args.reps):
                 order = list(paths) if rep % 2 == 0 else list(reversed(paths))
                 for path in order:
@@ -159,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, label in (
             ("adbc", "flightsql_vs_flight"),
             ("adbc_unprepared", "flightsql_unprepared_vs_flight"),
+            ("flightsql_raw", "flightsql_raw_vs_flight"),
         ):
             ratio = statistics.median(results[(name, path)]) / flight_p50
             suffix = "" if name == "agg" else f"_{name}"
