@@ -47,5 +47,11 @@ bench: $(STAMP)
 sample-config: $(STAMP)
 	$(BIN)/python -m gooddata_flight_server._sample_config > sample-config.toml
 
+# A query round trip through ADBC (Flight SQL) vs plain Flight GetFlightInfo/DoGet on the SQL service
+# (~30 s). Options: make bench-flightsql BENCH_ARGS="--seconds 3 --reps 5"
+.PHONY: bench-flightsql
+bench-flightsql: $(STAMP)
+	$(BIN)/python -m benchmarks.flightsql $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .venv-compat benchmarks/.venv-original .mypy_cache .pytest_cache .ruff_cache

@@ -9,8 +9,10 @@ everything below talks to it over the network, the way any Flight client would:
 3. DoPut: upload a table, then append to it, then query it with the demo data;
 4. a long query cancelled through the ``cancel`` action;
 5. bad input: an invalid query and a DoPut whose schema clashes, each a structured error;
-6. the health endpoints and a few metrics;
-7. a graceful stop (SIGTERM).
+6. the same server through Flight SQL, with the ADBC driver: a query, the catalog, a prepared
+   statement with a parameter, an update with its row count, a bulk ingest;
+7. the health endpoints and a few metrics;
+8. a graceful stop (SIGTERM).
 
 Exits 0 when every step worked and the server stopped cleanly.
 """
@@ -31,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_flightsql.dbapi
 import pyarrow
 import pyarrow.flight as flight
 from prometheus_client.parser import text_string_to_metric_families
@@ -205,6 +208,36 @@ def http_status(url: str) -> int:
         return int(e.code)
 
 
+def flight_sql(server: DemoServer, revenue: pyarrow.Table) -> None:
+    heading("7. The same server through Flight SQL: the ADBC driver (DB-API), as BI tools and JDBC use it")
+    # autocommit: the service has no transactions (DB-API's default would only warn about that)
+    with (
+        adbc_driver_flightsql.dbapi.connect(server.flight_uri, autocommit=True) as conn,
+        conn.cursor() as cur,
+    ):
+        print(f"   vendor {conn.adbc_get_info()['vendor_name']}")
+        cur.execute(REVENUE_SQL)
+        table = cur.fetch_arrow_table()
+        if table != revenue:
+            raise RuntimeError("the revenue query answered differently through Flight SQL")
+        print(f"   cursor.execute(revenue query) -> {table.num_rows} rows, as through plain Flight (step 3)")
+        (catalog,) = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        for schema in catalog["catalog_db_schemas"]:
+            names = ", ".join(t["table_name"] for t in schema["db_schema_tables"])
+            print(f"   catalog {catalog['catalog_name']}, schema {schema['db_schema_name']}: {names}")
+        cur.execute("SELECT name, country FROM customers WHERE customer_id = ?", (7,))
+        print(f"   prepared, customer_id = 7 -> {cur.fetchall()}")
+        cur.execute("CREATE TABLE visits (customer_id INTEGER, visits INTEGER)")
+        cur.executemany("INSERT INTO visits VALUES (?, ?)", [(1, 3), (2, 5), (7, 1)])
+        print(f"   executemany INSERT INTO visits -> rowcount {cur.rowcount}")
+        loaded = cur.adbc_ingest("visit_log", pyarrow.table({"customer_id": [1, 7], "day": ["mon", "tue"]}))
+        print(f"   adbc_ingest visit_log -> {loaded} rows")
+        cur.execute(
+            "SELECT c.name, v.visits FROM visits v JOIN customers c USING (customer_id) ORDER BY 2 DESC"
+        )
+        show_table(cur.fetch_arrow_table())
+
+
 def tour(server: DemoServer) -> None:
     heading(f"1. Started the SQL data service with the gooddata-flight-server CLI (pid {server.pid})")
     print(f"   Flight   {server.flight_uri}")
@@ -220,10 +253,10 @@ def tour(server: DemoServer) -> None:
 
     heading("3. A query: GetFlightInfo runs it as a task, DoGet fetches the result")
     print("   " + REVENUE_SQL.replace("\n", "\n   "))
-    info, table = query(client, REVENUE_SQL)
+    info, revenue = query(client, REVENUE_SQL)
     endpoint = info.endpoints[0]
     print(f"   endpoint {endpoint.locations[0].uri.decode()}, ticket {endpoint.ticket.ticket.decode()}")
-    show_table(table)
+    show_table(revenue)
 
     heading("4. DoPut: upload a new table, append to it, query it together with the demo data")
     first = pyarrow.table({"country": ["US", "DE", "CZ"], "target": [900_000.0, 700_000.0, 650_000.0]})
@@ -271,7 +304,9 @@ def tour(server: DemoServer) -> None:
     rows = query(client, "SELECT count(*) AS n FROM sales_targets")[1].column("n")[0].as_py()
     print(f"   sales_targets still holds {rows} rows")
 
-    heading("7. Health and metrics")
+    flight_sql(server, revenue)
+
+    heading("8. Health and metrics")
     for path in ("/ready", "/live"):
         print(f"   GET {path:<7} -> {http_status(server.url('health', path))}")
     with urllib.request.urlopen(server.url("metrics", "/metrics"), timeout=10) as response:
@@ -295,7 +330,7 @@ def main() -> int:
             print(f"--- last lines of the server log:\n{server.log_tail()}", file=sys.stderr)
             server.stop()
             return 1
-        heading("8. Stopping the server with SIGTERM (graceful: in-flight calls finish first)")
+        heading("9. Stopping the server with SIGTERM (graceful: in-flight calls finish first)")
         code = server.stop()
         print(f"   exit code {code}")
         return 0 if code == 0 else 1

@@ -2,8 +2,8 @@
 
 DuckDB connections are not thread-safe, so each call and each query task works on a cursor of its
 own (``connection.cursor()``: a new connection to the same database). Reads run concurrently and see
-a consistent snapshot; writes (DoPut) are serialised by a lock and run in a transaction, so a
-failed or refused upload leaves the database as it was.
+a consistent snapshot; writes (DoPut uploads, Flight SQL updates and ingests) are serialised by a lock
+and run in a transaction, so a failed or refused write leaves the database as it was.
 
 The database is opened with external access off: queries cannot read or write files, attach other
 databases or install extensions. Only what clients uploaded (and the demo data) can be queried.
@@ -15,19 +15,29 @@ import contextlib
 import dataclasses
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow
 
 from .errors import ClientError, client_error
 
-__all__ = ["Database", "LoadResult", "TableInfo", "arrow_reader", "quote_identifier"]
+__all__ = ["Database", "LoadResult", "StatementKind", "TableInfo", "arrow_reader", "quote_identifier"]
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _UPLOAD = "__sql_service_upload"
+_UPDATES = frozenset(
+    {
+        duckdb.StatementType.INSERT,
+        duckdb.StatementType.UPDATE,
+        duckdb.StatementType.DELETE,
+        duckdb.StatementType.CREATE,
+        duckdb.StatementType.DROP,
+        duckdb.StatementType.ALTER,
+    }
+)
 _TABLES_SQL = (
     "SELECT table_name FROM duckdb_tables() "
     "WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary "
@@ -55,6 +65,16 @@ class TableInfo:
     name: str
     schema: pyarrow.Schema
     num_rows: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementKind:
+    """What :meth:`Database.classify` found: a "query" or an "update", and the names of its
+    parameters ("1", "2"... for ``?`` and ``$1``; names for ``$name``)."""
+
+    kind: Literal["query", "update"]
+    parameters: tuple[str, ...]
+    positional: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +185,7 @@ class Database:
     def check_query(self, sql: str) -> None:
         """Accept exactly one read-only (SELECT) statement; ClientError says what is wrong otherwise.
 
-        Data changes go through DoPut only: a query can never drop or alter what is stored.
+        Plain Flight queries only read: data changes through DoPut (uploads, Flight SQL updates).
         """
         if not sql.strip():
             raise ClientError("The query is empty: send one SQL SELECT statement as the command.")
@@ -193,6 +213,18 @@ class Database:
         reading the data leaves the table as it was. (DoPut hands over data it read in full, so the
         write lock is never held while a client is still uploading.)
         """
+        return self.ingest(table, data, create=True, if_exists="append")
+
+    def ingest(
+        self,
+        table: str,
+        data: pyarrow.RecordBatchReader | pyarrow.Table,
+        *,
+        create: bool,
+        if_exists: Literal["fail", "append", "replace"],
+    ) -> LoadResult:
+        """Load the data into ``table``: create it if it is missing (unless ``create`` is false), and
+        if it exists fail, append (same columns needed) or replace it. All or nothing, as :meth:`load`."""
         if not _TABLE_NAME.fullmatch(table):
             raise ClientError(
                 f"Invalid table name {table!r}: use 1-63 letters, digits and underscores, not starting "
@@ -202,10 +234,50 @@ class Database:
         with self._write_lock, contextlib.closing(self.cursor()) as cursor, self.errors(what):
             cursor.register(_UPLOAD, data)
             try:
-                return self._load_registered(cursor, table)
+                return self._load_registered(cursor, table, create, if_exists)
             finally:
                 with contextlib.suppress(duckdb.Error):
                     cursor.unregister(_UPLOAD)
+
+    # -- statements (Flight SQL) --------------------------------------------------------------------
+
+    def classify(self, sql: str) -> StatementKind:
+        """Whether ``sql`` (exactly one statement) reads ("query") or changes data ("update"), and how
+        many parameters it takes; ClientError for anything else (files, attached databases, settings,
+        transactions are not for clients)."""
+        if not sql.strip():
+            raise ClientError("The statement is empty: send one SQL statement.")
+        with contextlib.closing(self.cursor()) as cursor, self.errors("Invalid statement"):
+            statements = cursor.extract_statements(sql)
+        if len(statements) != 1:
+            raise ClientError(f"Send exactly one SQL statement; the text holds {len(statements)}.")
+        statement = statements[0]
+        names = sorted(statement.named_parameters)
+        positional = all(name.isdigit() for name in names)
+        parameters = tuple(sorted(names, key=int) if positional else names)
+        if statement.type == duckdb.StatementType.SELECT:
+            return StatementKind("query", parameters, positional)
+        if statement.type in _UPDATES:
+            return StatementKind("update", parameters, positional)
+        raise ClientError(f"{statement.type.name} statements are not allowed here.")
+
+    def execute_update(self, sql: str, parameters: Sequence[Any] | None = None) -> int:
+        """Run a statement that changes data, once per parameter set (once when None), all in one
+        transaction; the rows changed (0 for statements without a count, such as CREATE TABLE)."""
+        with self._write_lock, contextlib.closing(self.cursor()) as cursor, self.errors("Statement failed"):
+            cursor.begin()
+            try:
+                changed = 0
+                for values in [None] if parameters is None else parameters:
+                    rows = cursor.execute(sql, values).fetchall()
+                    if len(rows) == 1 and len(rows[0]) == 1 and isinstance(rows[0][0], int):
+                        changed += int(rows[0][0])
+                cursor.commit()
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.rollback()
+                raise
+        return changed
 
     def seed(self, tables: Mapping[str, pyarrow.Table]) -> bool:
         """Create the given tables if the database has no tables at all; True if it did."""
@@ -225,14 +297,21 @@ class Database:
                 raise
         return True
 
-    def _load_registered(self, cursor: duckdb.DuckDBPyConnection, table: str) -> LoadResult:
+    def _load_registered(
+        self, cursor: duckdb.DuckDBPyConnection, table: str, create: bool, if_exists: str
+    ) -> LoadResult:
         upload_columns = _columns(cursor, _UPLOAD)
         cursor.begin()
         try:
             existing = _find(_table_names(cursor), table)
             quoted = quote_identifier(existing or table)
-            if existing is None:
-                loaded = _count(cursor, f"CREATE TABLE {quoted} AS SELECT * FROM {_UPLOAD}")
+            if existing is None and not create:
+                raise ClientError(f"Table '{table}' does not exist; nothing was loaded.")
+            if existing is not None and if_exists == "fail":
+                raise ClientError(f"Table '{existing}' exists already; nothing was loaded.")
+            if existing is None or if_exists == "replace":
+                verb = "CREATE OR REPLACE TABLE" if existing is not None else "CREATE TABLE"
+                loaded = _count(cursor, f"{verb} {quoted} AS SELECT * FROM {_UPLOAD}")
             else:
                 _check_same_columns(existing, _columns(cursor, quoted), upload_columns)
                 loaded = _count(cursor, f"INSERT INTO {quoted} SELECT * FROM {_UPLOAD}")
@@ -244,7 +323,7 @@ class Database:
             raise
         return LoadResult(
             table=existing or table,
-            created=existing is None,
+            created=existing is None or if_exists == "replace",
             rows_loaded=loaded,
             total_rows=total,
         )

@@ -14,6 +14,7 @@ import gooddata_flight_server as gf
 from .config import SqlServiceConfig
 from .database import Database
 from .demo_data import demo_tables
+from .flight_sql import SqlServiceFlightSql
 from .methods import SqlServiceMethods
 
 __all__ = ["sql_service"]
@@ -37,7 +38,10 @@ def sql_service(ctx: gf.ServerContext) -> gf.FlightServerMethods:
     database = Database.open(config.database_file, config.threads, config.memory_limit, on_fatal)
     try:
         seeded = config.demo_data and database.seed(demo_tables())
-        methods = SqlServiceMethods(ctx, config, database)
+        plain = SqlServiceMethods(ctx, config, database)
+        # Flight SQL clients (ADBC, JDBC) and plain Flight clients share the port: what is not
+        # Flight SQL goes to the plain methods
+        methods = SqlServiceFlightSql(ctx, config, database, fallback=plain)
         tables = database.table_names()
     except BaseException:
         database.close()

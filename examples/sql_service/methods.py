@@ -195,7 +195,7 @@ class SqlServiceMethods(gf.FlightServerMethods):
             info = execution.error.error_info
             self._count(_outcome(info.code))
             log.info("query_failed", task_id=task_id, code=gf.ErrorCode.name(info.code), error=info.msg)
-            raise _for_client(execution.error)
+            raise execution.error.as_flight_error(for_client=True)
         if execution.cancelled:
             self._count("cancelled")
             log.info("query_cancelled", task_id=task_id)
@@ -315,11 +315,3 @@ def _outcome(code: int) -> str:
     if code == gf.ErrorCode.COMMAND_CANCELLED:
         return "cancelled"
     return "failed"
-
-
-def _for_client(error: gf.TaskError) -> pyarrow.flight.FlightError:
-    """The task's error as the client gets it: the detail only when the client is at fault."""
-    info = error.error_info
-    if not error.client_error and info.detail is not None:
-        info = info.copy().with_detail(None)
-    return info.to_flight_error(error.error_factory)

@@ -17,8 +17,9 @@ import contextlib
 import enum
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError
+from typing import Any
 
 import duckdb
 import pyarrow
@@ -43,14 +44,23 @@ class QueryState(enum.Enum):
 
 
 class QueryTask(gf.Task):
-    """Runs ``sql`` (checked by ``Database.check_query``) and returns its rows as a single-use stream."""
+    """Runs ``sql`` (checked by ``Database.check_query``), with ``parameters`` bound to its ``?`` or
+    ``$name`` placeholders when given, and returns its rows as a single-use stream."""
 
     def __init__(
-        self, database: Database, sql: str, cmd: bytes, batch_size: int, timeout_sec: float = 0.0
+        self,
+        database: Database,
+        sql: str,
+        cmd: bytes,
+        batch_size: int,
+        timeout_sec: float = 0.0,
+        *,
+        parameters: Sequence[Any] | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(cmd)
         self._database = database
         self._sql = sql
+        self._parameters = parameters
         self._batch_size = batch_size
         self._timeout_sec = timeout_sec
         self._guard = threading.Lock()
@@ -105,7 +115,12 @@ class QueryTask(gf.Task):
                 self._database.errors("Invalid query"),
                 stream_errors("Invalid query"),
             ):
-                reader = arrow_reader(cursor.sql(self._sql), self._batch_size)
+                relation = (
+                    cursor.sql(self._sql)
+                    if self._parameters is None
+                    else cursor.sql(self._sql, params=self._parameters)
+                )
+                reader = arrow_reader(relation, self._batch_size)
                 try:
                     first = reader.read_next_batch()
                 except StopIteration:

@@ -275,9 +275,10 @@ def test_query_timeout(start_service: Callable[..., Service]) -> None:
 
 
 def test_actions(service: Service) -> None:
-    """ListActions describes cancel, list-tables and list-queries; bad action input is BAD_ARGUMENT."""
+    """ListActions lists cancel, list-tables, list-queries and the Flight SQL actions; bad input refused."""
     actions = {a.type: a.description for a in service.client.list_actions()}
-    assert set(actions) == {"cancel", "list-tables", "list-queries"}
+    flight_sql = {"CreatePreparedStatement", "ClosePreparedStatement", "CancelFlightInfo", "CancelQuery"}
+    assert set(actions) == {"cancel", "list-tables", "list-queries"} | flight_sql
     tables = {t["name"]: t for t in service.action("list-tables")}
     assert tables["orders"]["num_rows"] == DEMO["orders"].num_rows
     assert tables["products"]["columns"][0] == {"name": "product_id", "type": "int32"}

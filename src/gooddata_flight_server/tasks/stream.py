@@ -50,7 +50,7 @@ def task_result_stream(
             "(the task does not exist or its result has expired).",
         ).to_user_error()
     if execution.error is not None:
-        raise execution.error.as_flight_error()
+        raise execution.error.as_flight_error(for_client=True)
     if execution.cancelled:
         raise ErrorInfo.for_reason(
             ErrorCode.COMMAND_CANCELLED, f"The task '{task_id}' was cancelled."

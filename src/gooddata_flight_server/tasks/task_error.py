@@ -31,13 +31,17 @@ class TaskError:
     error_factory: ErrorFactory = pyarrow.flight.FlightServerError
     client_error: bool = False
 
-    def as_flight_error(self) -> pyarrow.flight.FlightError:
-        """The Flight exception carrying the whole ErrorInfo; raise it to send the error to a client.
+    def as_flight_error(self, *, for_client: bool = False) -> pyarrow.flight.FlightError:
+        """The Flight exception carrying the ErrorInfo; raise it to send the error to a client.
 
-        ``do_get_task_result`` raises this one, so a client sees the same error whether it learns
-        of the failure from GetFlightInfo or from DoGet.
+        With ``for_client`` the ``detail`` is left out unless the client is at fault: the detail of
+        a server-side failure may hold internals (a traceback from ``ErrorInfo.for_exc``) that are
+        for the server log. ``do_get_task_result`` sends errors that way.
         """
-        return self.error_info.to_flight_error(self.error_factory)
+        info = self.error_info
+        if for_client and not self.client_error and info.detail is not None:
+            info = info.copy().with_detail(None)
+        return info.to_flight_error(self.error_factory)
 
     def to_client_error(self) -> TaskError:
         """A copy marked as the client's fault (``client_error=True``), as in the original package."""
