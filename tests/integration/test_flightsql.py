@@ -35,11 +35,12 @@ class BlockingTask(gf.Task):
         super().__init__(cmd, cancellable=cancellable)
         self.release = release
         self.started = threading.Event()
+        self.honours_cancel = cancellable
 
     def run(self) -> gf.TaskResult:
         self.started.set()
         while not self.release.wait(0.01):
-            if self.cancellable:
+            if self.honours_cancel:
                 self.check_cancelled()
         return gf.FlightDataTaskResult.for_table(TABLE)
 
