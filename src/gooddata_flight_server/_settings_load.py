@@ -5,7 +5,8 @@ frozen objects built here (and user code gets the Dynaconf object for its own se
 
 How a configuration is put together, and why:
 
-- Config files are TOML. We read and merge them ourselves rather than through Dynaconf's
+- Config files are TOML (``.yaml``/``.yml`` and ``.json`` files are read too, as Dynaconf reads them
+  for the original package). We read and merge them ourselves rather than through Dynaconf's
   ``settings_files`` so that a missing file, a directory, a FIFO or a syntax error is reported
   against that file, so that a relative name is never searched for in parent directories, and so
   that no ``dynaconf_hooks.py`` or ``*.local.toml`` next to a file is picked up behind the user's back.
@@ -13,9 +14,12 @@ How a configuration is put together, and why:
   (lists included) is replaced. Dynaconf's own ``merge_enabled`` would concatenate lists, so a
   token list set in the environment would be appended to the one in a file instead of replacing it.
   Values given in code (``values=``, what ``testing.running_server`` passes) merge last.
-- The merged values are handed to ``Dynaconf`` as its initial values; Dynaconf then applies the
-  environment on top (``GOODDATA_FLIGHT_{SECTION}__{KEY}``, values parsed as TOML). Dynaconf's own
-  value tokens (``@format``, ``@int``, ``@read_file``, ``@none`` ...) keep working in both places.
+- The merged values are loaded into a fresh ``Dynaconf`` and then the environment is applied on top
+  (``GOODDATA_FLIGHT_{SECTION}__{KEY}``, values parsed as TOML; nested keys merge into tables).
+  Values go in through ``update`` rather than as constructor arguments, so a section may have any
+  name, even one Dynaconf uses for an option of its own (``[redis]``, ``[env]``, ``[secrets]``).
+  Dynaconf's own value tokens (``@format``, ``@int``, ``@read_file``, ``@none`` ...) keep working in
+  both places.
 - ``@/path/to/file.pem`` is our notation for TLS material. Dynaconf only rewrites a value whose
   first word is one of its tokens, so ``@`` followed by a path reaches us intact from files and env.
 - ``[server]`` becomes a :class:`ServerConfig`, which validates itself; unknown keys are warnings
@@ -26,13 +30,17 @@ How a configuration is put together, and why:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import structlog
-from dynaconf import Dynaconf, default_settings
+from dynaconf import Dynaconf
+from dynaconf.loaders import env_loader
 
 from gooddata_flight_server._files import FileProblem, read_small_file
 from gooddata_flight_server._settings_parse import ENV_PREFIX, show, suggest
@@ -108,65 +116,83 @@ def settings_from(
         _merge_into(merged, values)
     if problems:
         raise ConfigError(problems)
-    return Dynaconf(
-        **{key.upper(): value for key, value in merged.items()},
-        envvar_prefix=ENV_PREFIX,
-        environments=False,
-        load_dotenv=False,
-    )
+    settings = Dynaconf(envvar_prefix=ENV_PREFIX, environments=False, load_dotenv=False)
+    try:
+        settings.update({key.upper(): value for key, value in merged.items()}, tomlfy=False)
+        env_loader.load(settings)  # the environment wins over files and values
+    except Exception as e:  # Dynaconf raises assorted types for a bad @token (parse, format, type errors)
+        raise _cannot_load(e) from None
+    return settings
 
 
 def _evaluate(settings: Dynaconf, section: str) -> Any:
     try:
-        # Dynaconf loads lazily; this access reads the environment and applies value tokens.
-        return settings.get(section)
-    except Exception as e:  # Dynaconf raises assorted types for a bad @token (parse, format, type errors)
-        # the exception's text may quote a value, and values may be secrets: name the suspects only
-        suspects = sorted(
-            k for k, v in os.environ.items() if k.startswith(f"{ENV_PREFIX}_") and v.lstrip()[:1] == "@"
-        )
-        where = f"; variables with @tokens: {', '.join(suspects)}" if suspects else ""
-        message = (
-            f"cannot load settings ({type(e).__name__}): check Dynaconf @tokens in files and variables{where}"
-        )
-        raise ConfigError([message]) from None
+        return settings.get(section)  # evaluates lazy value tokens (@format, @jinja)
+    except Exception as e:
+        raise _cannot_load(e) from None
+
+
+def _cannot_load(error: Exception) -> ConfigError:
+    """A Dynaconf value token that failed; the exception's text may quote a value, and values may
+    be secrets: name the suspects only."""
+    suspects = sorted(
+        k for k, v in os.environ.items() if k.startswith(f"{ENV_PREFIX}_") and v.lstrip()[:1] == "@"
+    )
+    where = f"; variables with @tokens: {', '.join(suspects)}" if suspects else ""
+    what = f"cannot load settings ({type(error).__name__})"
+    return ConfigError([f"{what}: check Dynaconf @tokens in files and variables{where}"])
 
 
 def _read_config_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[dict[str, Any], list[str]]:
     merged: dict[str, Any] = {}
     problems: list[str] = []
     for path in paths:
+        suffix = Path(path).suffix.lower()
+        if suffix in _UNSUPPORTED:
+            problems.append(f"config file '{path}': {suffix} files are not supported; use TOML, YAML or JSON")
+            continue
+        parse, kind = _PARSERS.get(suffix, (tomllib.loads, "TOML"))
         try:
-            data = tomllib.loads(read_small_file(path).decode("utf-8"))
+            data = parse(read_small_file(path).decode("utf-8"))
         except FileProblem as e:
             problems.append(f"config file {e}")
             continue
         except UnicodeDecodeError as e:
             problems.append(f"config file '{path}': is not UTF-8 text: {e.reason}")
             continue
-        except tomllib.TOMLDecodeError as e:
-            problems.append(f"config file '{path}': invalid TOML: {e}")
+        except Exception as e:  # each parser has error types of its own; the message says where
+            problems.append(f"config file '{path}': invalid {kind}: {' '.join(str(e).split())}")
+            continue
+        if data is None:  # an empty YAML document
+            data = {}
+        if not isinstance(data, Mapping):
+            problems.append(f"config file '{path}': expected a table of sections, got {type(data).__name__}")
             continue
         problems += _reserved_keys(f"config file '{path}'", data)
         _merge_into(merged, data)
     return merged, problems
 
 
+def _yaml(text: str) -> Any:
+    from dynaconf.vendor.ruamel import yaml  # noqa: PLC0415 - what Dynaconf reads YAML with, on demand
+
+    return yaml.safe_load(text)
+
+
+_PARSERS: Mapping[str, tuple[Callable[[str], Any], str]] = MappingProxyType(
+    {".json": (json.loads, "JSON"), ".yaml": (_yaml, "YAML"), ".yml": (_yaml, "YAML")}
+)
+_UNSUPPORTED = frozenset({".py", ".ini", ".env", ".cfg", ".conf"})
+
+
 def _reserved_keys(where: str, data: Mapping[str, Any]) -> list[str]:
-    """Dynaconf reads these names passed as initial values as its own options (``env`` even crashes it)."""
-    reserved = []
-    for key in data:
-        upper = key.upper()
-        if (
-            "DYNACONF" in upper
-            or f"{upper}_FOR_DYNACONF" in vars(default_settings)
-            or upper in ("SETTINGS_FILES", "ENVIRONMENT", "SETTINGS_MODULE", "PROJECT_ROOT", "VALIDATORS")
-        ):
-            reserved.append(
-                f"{where}: top-level key '{key}' is reserved for Dynaconf's own options; "
-                "put settings in a section such as [my_service]"
-            )
-    return reserved
+    """Keys that name Dynaconf's own options (``*_FOR_DYNACONF``, ``DYNACONF_*``) would reconfigure it."""
+    return [
+        f"{where}: top-level key '{key}' is one of Dynaconf's own options, not a setting; "
+        "put settings in a section such as [my_service]"
+        for key in data
+        if "DYNACONF" in key.upper()
+    ]
 
 
 def _merge_into(base: dict[str, Any], update: Mapping[str, Any]) -> None:

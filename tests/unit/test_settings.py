@@ -618,16 +618,48 @@ def test_config_file_must_be_a_regular_file(tmp_path: Path) -> None:
     )
 
 
+def test_yaml_and_json_config_files(write) -> None:
+    """YAML and JSON files are read as Dynaconf reads them for the original; the formats mix."""
+    yaml_file = write("server:\n  listen_port: 18010\nmy_service:\n  opt1: from-yaml\n", "a.yaml")
+    json_file = write('{"server": {"task_threads": 3}, "my_service": {"opt2": 2}}', "b.json")
+    settings, config = load_settings([yaml_file, json_file])
+    assert (config.listen_port, config.task_threads) == (18010, 3)
+    assert (settings.get("my_service.opt1"), settings.get("my_service.opt2")) == ("from-yaml", 2)
+
+
+def test_unsupported_or_broken_config_formats(write) -> None:
+    """Formats the server does not read, and broken YAML or JSON, are one-line problems naming the file."""
+    ini, yaml_file = write("[server]\n", "a.ini"), write("server: [unclosed\n", "b.yml")
+    json_file = write("{", "c.json")
+    problems = problems_of(ini, yaml_file, json_file)
+    assert problems[0] == f"config file '{ini}': .ini files are not supported; use TOML, YAML or JSON"
+    assert problems[1].startswith(f"config file '{yaml_file}': invalid YAML: ")
+    assert problems[2].startswith(f"config file '{json_file}': invalid JSON: ")
+    assert all("\n" not in problem for problem in problems)
+
+
 def test_toml_syntax_error_names_the_file(write) -> None:
     """A TOML syntax error is a ConfigError naming the file."""
     path = write("[server\nlisten_port = 1\n", "broken.toml")
     assert the_problem(path).startswith(f"config file '{path}': invalid TOML")
 
 
-def test_top_level_key_reserved_by_dynaconf(write) -> None:
-    """A root key Dynaconf would take as its own option is refused instead of reconfiguring Dynaconf."""
-    problem = the_problem(write('env = "production"\n'))
-    assert "top-level key 'env' is reserved" in problem
+def test_sections_may_have_names_dynaconf_uses_for_its_options(
+    write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[redis], [env] or [secrets] are plain sections of settings (Dynaconf has options of those
+    names, which must not be reconfigured by them); the environment still wins over them."""
+    path = write('[redis]\nhost = "redis.local"\nport = 6379\n[env]\nname = "prod"\n[secrets]\nx = 1\n')
+    monkeypatch.setenv("GOODDATA_FLIGHT_REDIS__HOST", "redis.env")
+    settings, _ = load_settings([path])
+    assert (settings.get("redis.host"), settings.get("redis.port")) == ("redis.env", 6379)
+    assert (settings.get("env.name"), settings.get("secrets.x")) == ("prod", 1)
+
+
+def test_top_level_key_naming_a_dynaconf_option_is_refused(write) -> None:
+    """A root key naming one of Dynaconf's own options is refused instead of reconfiguring Dynaconf."""
+    problem = the_problem(write("dynaconf_merge = true\n"))
+    assert "top-level key 'dynaconf_merge' is one of Dynaconf's own options" in problem
 
 
 def test_invalid_dynaconf_token_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
