@@ -30,6 +30,7 @@ How a configuration is put together, and why:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -174,8 +175,8 @@ def _read_config_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[dict[st
 
 
 def _yaml(text: str) -> Any:
-    from dynaconf.vendor.ruamel import yaml  # noqa: PLC0415 - what Dynaconf reads YAML with, on demand
-
+    # what Dynaconf reads YAML with, loaded on demand (by name: mypy cannot parse the vendored copy)
+    yaml = importlib.import_module("dynaconf.vendor.ruamel.yaml")
     return yaml.safe_load(text)
 
 
