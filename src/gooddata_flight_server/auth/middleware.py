@@ -24,6 +24,7 @@ import structlog
 from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy, create_strategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.log_limit import LogLimiter
 from gooddata_flight_server.observability.metrics import auth_metrics
 from gooddata_flight_server.settings import ServerConfig
 
@@ -39,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 AUTH_TOKEN_KEY = "auth_token"
 
-_BEARER = "Bearer "
+_BEARER = "bearer"  # the scheme, matched case-insensitively (RFC 7235: "Bearer", "bearer", "BEARER")
 _REDACTED = "<redacted>"
 
 AUTH_FAILURE_REASONS = (
@@ -101,6 +102,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
         self._spec = config.token_verification or DEFAULT_STRATEGY
         self._strategy: TokenVerificationStrategy | None = None
         self._no_data = TokenAuthMiddleware(token_data=None)  # shared: it holds no call state
+        self._log_limit = LogLimiter()  # a client with bad tokens must not flood the log
         shape = f"'{self._header}: Bearer <token>'" if self._bearer else f"'{self._header}: <token>'"
         self._messages = {
             "missing_token": f"authentication required: send the token in the header {shape}",
@@ -157,9 +159,10 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             except UnicodeDecodeError:
                 self._reject(info, "malformed_header")
         if self._bearer:
-            if not value.startswith(_BEARER):
-                self._reject(info, "empty_token" if value.strip() == _BEARER.strip() else "wrong_scheme")
-            token = value[len(_BEARER) :].strip()
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() != _BEARER:
+                self._reject(info, "wrong_scheme")
+            token = token.strip()
         else:
             token = value.strip()
         if not token:
@@ -182,7 +185,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
 
     def _reject(self, info: pyarrow.flight.CallInfo, reason: str) -> NoReturn:
         message = self._messages[reason]
-        log.warning("auth_failed", reason=reason, rpc=_rpc(info), detail=message)
+        self._log_limit.log(reason, log.warning, "auth_failed", reason=reason, rpc=_rpc(info), detail=message)
         on_auth_failure(reason)
         raise pyarrow.flight.FlightUnauthenticatedError(message)
 
@@ -192,8 +195,14 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
         if _mentions(error, token):
             # the strategy put the token into its error: keep the kind of error, drop the text
             error = type(error)("the token is not valid" if reason == "invalid_token" else "access denied")
-        log.warning(
-            "auth_failed", reason=reason, rpc=_rpc(info), detail=str(error), error_type=type(error).__name__
+        self._log_limit.log(
+            reason,
+            log.warning,
+            "auth_failed",
+            reason=reason,
+            rpc=_rpc(info),
+            detail=str(error),
+            error_type=type(error).__name__,
         )
         on_auth_failure(reason)
         raise error
@@ -206,7 +215,9 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
         """
         ref = uuid.uuid4().hex
         text = "".join(traceback.format_exception(error)).replace(token, _REDACTED)
-        log.error(
+        self._log_limit.log(
+            "strategy_error",
+            log.error,
             "auth_failed",
             reason="strategy_error",
             rpc=_rpc(info),

@@ -19,6 +19,7 @@ import structlog
 from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.log_limit import LogLimiter
 from gooddata_flight_server.observability.tracing import tracing_active
 from gooddata_flight_server.tasks.task import Task
 from gooddata_flight_server.tasks.task_error import TaskError
@@ -86,23 +87,27 @@ def _error_for(task: Task, e: Exception) -> TaskError:
     )
 
 
-def _failure(task: Task, error: TaskError, raised: Exception | None) -> TaskExecutionResult:
-    """Let the task replace or classify its error, log it once, and make the outcome."""
+def _failure(
+    task: Task, error: TaskError, raised: Exception | None, log_limit: LogLimiter
+) -> TaskExecutionResult:
+    """Let the task replace or classify its error, log it (within the rate limit), make the outcome."""
     try:
         error = task.on_task_error(error) or error
     except Exception:
         log.exception("task_error_hook_failed", task_id=task.task_id)
     info = error.error_info
+    code = ErrorCode.name(info.code)
+    kind = ("task_failed", info.code, error.client_error)
     if error.client_error:
-        log.info("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), error=info.msg)
+        log_limit.log(kind, log.info, "task_failed", task_id=task.task_id, code=code, error=info.msg)
     elif raised is not None and not isinstance(raised, pyarrow.flight.FlightError):
-        log.error("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), exc_info=raised)
+        log_limit.log(kind, log.error, "task_failed", task_id=task.task_id, code=code, exc_info=raised)
     else:
-        log.error("task_failed", task_id=task.task_id, code=ErrorCode.name(info.code), error=info.msg)
+        log_limit.log(kind, log.error, "task_failed", task_id=task.task_id, code=code, error=info.msg)
     return _failed(task, error)
 
 
-def _run(task: Task) -> TaskExecutionResult:
+def _run(task: Task, log_limit: LogLimiter) -> TaskExecutionResult:
     raised: Exception | None = None
     try:
         task.check_cancelled()  # cancelled between being taken from the queue and starting
@@ -120,7 +125,7 @@ def _run(task: Task) -> TaskExecutionResult:
             close_quietly(task.task_id, returned)
         return cancelled_outcome(task)
     if isinstance(returned, TaskError):
-        return _failure(task, returned, raised)
+        return _failure(task, returned, raised, log_limit)
     if returned is None:
         log.error("task_returned_nothing", task_id=task.task_id)
         return internal_failure(task)
@@ -129,12 +134,12 @@ def _run(task: Task) -> TaskExecutionResult:
     return TaskExecutionResult(task.task_id, task.cmd, result=returned, cancelled=False, error=None)  # type: ignore[arg-type]
 
 
-def execute_task(task: Task) -> TaskExecutionResult:
+def execute_task(task: Task, log_limit: LogLimiter) -> TaskExecutionResult:
     """Run the task; called inside the submitter's copied context, so binding here stays here."""
     structlog.contextvars.bind_contextvars(task_id=task.task_id)
     started = time.monotonic()
     if not tracing_active():  # a no-op span still costs a context attach/detach per task
-        outcome = _run(task)
+        outcome = _run(task, log_limit)
     else:
         with _tracer.start_as_current_span(
             "task_execution",
@@ -142,7 +147,7 @@ def execute_task(task: Task) -> TaskExecutionResult:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            outcome = _run(task)
+            outcome = _run(task, log_limit)
             if outcome.error is not None:
                 span.set_status(trace.StatusCode.ERROR, outcome.error.error_info.msg)
             span.set_attribute("task_outcome", _outcome_name(outcome))

@@ -17,9 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.observability.log_limit import LogLimiter
 from gooddata_flight_server.observability.metrics import TaskMetrics, task_metrics
 from gooddata_flight_server.tasks._outcome import (
     cancelled_outcome,
@@ -145,6 +147,7 @@ class ThreadTaskExecutor(TaskExecutor):
         self._workers = WorkerPool("gdfs-task", config.task_threads)
         self._closers = WorkerPool("gdfs-task-close", config.task_close_threads)
         self._reaper: threading.Thread | None = None
+        self._log_limit = LogLimiter()  # failing tasks and refused submissions: bounded log lines
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -238,52 +241,75 @@ class ThreadTaskExecutor(TaskExecutor):
         if self._lifecycle is _Lifecycle.NEW and self._stop_wait is None:
             self._start_once()  # built the original package's way: usable right after construction
         with self._lock:
-            if self._lifecycle is not _Lifecycle.STARTED:
-                if self._lifecycle is _Lifecycle.NEW:
-                    raise RuntimeError("the task executor is not started")
-                self._reject("shutting_down")
-                raise ErrorInfo.for_reason(
-                    ErrorCode.SHUTTING_DOWN, "The server is shutting down and accepts no new tasks."
-                ).to_unavailable_error()
+            if self._lifecycle is _Lifecycle.NEW:
+                raise RuntimeError("the task executor is not started")
             if task_id in self._tasks:
                 raise ValueError(f"a task with id {task_id!r} was submitted already")
-            self._check_room_locked()
-            self._tasks[task_id] = entry
-            self._queued += 1
-            self._workers.submit(lambda: self._run(entry))
+            refusal = self._refusal_locked()
+            if refusal is None:
+                self._tasks[task_id] = entry
+                self._queued += 1
+                self._workers.submit(lambda: self._run(entry))
+            state = (self._queued, self._running, self._stored_count, self._stored_bytes)
+        if refusal is not None:
+            raise self._refuse(refusal, *state)
         if _debug_enabled():
             log.debug("task_submitted", task_id=task_id)
 
-    def _check_room_locked(self) -> None:
-        """Refuse a task, with a retryable BACKPRESSURE, while the queue or the result budget is full.
+    def _refusal_locked(self) -> str | None:
+        """Why a task must be refused now, if it must: the server stops, the queue or the result
+        budget is full.
 
         Nothing accepted is ever dropped to make room: stored results stay until read, cancelled or
         expired, and the client retries (on this replica or another) once there is room again.
         """
+        if self._lifecycle is not _Lifecycle.STARTED:
+            return "shutting_down"
         config = self._config
         limit = config.task_queue_size
         # Queued plus running tasks bound the queue exactly, even while a freed worker has
         # not yet picked up the next task.
         if limit > 0 and self._queued + self._running >= config.task_threads + limit:
-            self._reject("queue_full")
-            raise ErrorInfo.for_reason(
-                ErrorCode.BACKPRESSURE,
-                f"The server is busy: {self._queued} tasks wait to run already. Retry later.",
-            ).to_unavailable_error()
+            return "queue_full"
         max_count, max_bytes = config.task_result_max_count, config.task_result_max_bytes
         if (max_count > 0 and self._stored_count >= max_count) or (
             max_bytes > 0 and self._stored_bytes >= max_bytes
         ):
-            self._reject("results_full")
-            raise ErrorInfo.for_reason(
-                ErrorCode.BACKPRESSURE,
-                f"The server holds as many results as it may ({self._stored_count} results, "
-                f"{self._stored_bytes} bytes) until clients fetch them or they expire. Retry later.",
-            ).to_unavailable_error()
+            return "results_full"
+        return None
 
-    def _reject(self, reason: str) -> None:
+    def _refuse(
+        self, reason: str, queued: int, running: int, stored: int, stored_bytes: int
+    ) -> pyarrow.flight.FlightUnavailableError:
+        """Count and log (within the rate limit) a refused task; the retryable error to raise."""
         if self._metrics is not None:
             self._metrics.rejected[reason].inc()
+        self._log_limit.log(
+            ("task_rejected", reason),
+            log.warning,
+            "task_rejected",
+            reason=reason,
+            queued=queued,
+            running=running,
+            stored_results=stored,
+            stored_bytes=stored_bytes,
+        )
+        if reason == "shutting_down":
+            info = ErrorInfo.for_reason(
+                ErrorCode.SHUTTING_DOWN, "The server is shutting down and accepts no new tasks."
+            )
+        elif reason == "queue_full":
+            info = ErrorInfo.for_reason(
+                ErrorCode.BACKPRESSURE,
+                f"The server is busy: {queued} tasks wait to run already. Retry later.",
+            )
+        else:
+            info = ErrorInfo.for_reason(
+                ErrorCode.BACKPRESSURE,
+                f"The server holds as many results as it may ({stored} results, {stored_bytes} bytes) "
+                "until clients fetch them or they expire. Retry later.",
+            )
+        return info.to_unavailable_error()
 
     def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskExecutionResult | None:
         entry = self._tasks.get(task_id)
@@ -394,7 +420,7 @@ class ThreadTaskExecutor(TaskExecutor):
         started = time.monotonic()
         metrics.wait.observe(started - entry.submitted_mono)
         try:
-            outcome = entry.context.run(execute_task, task)
+            outcome = entry.context.run(execute_task, task, self._log_limit)
         except BaseException as e:  # execute_task handles everything; this keeps waiters from hanging
             log.error("task_executor_failed", task_id=task.task_id, exc_info=e)
             outcome = internal_failure(task)
