@@ -200,12 +200,12 @@ _HEADERS = st.one_of(
 
 
 def _accepted(headers: list[tuple[bytes, bytes]]) -> bool:
-    """The rule: exactly one ``authorization`` header starting ``Bearer `` (case-sensitive, no blank
-    before it: gRPC passes the value as sent), then the token with blanks around it ignored."""
+    """The rule: exactly one ``authorization`` header: the scheme ``Bearer`` in any letter case
+    (RFC 7235), blanks, then the token, blanks around the whole value ignored."""
     if len(headers) != 1 or headers[0][0] != b"authorization":
         return False
-    value = headers[0][1].decode()
-    return value.startswith("Bearer ") and value[len("Bearer ") :].strip() == TOKEN
+    scheme, _, token = headers[0][1].decode().strip().partition(" ")
+    return scheme.lower() == "bearer" and token.strip() == TOKEN
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)

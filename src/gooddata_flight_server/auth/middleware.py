@@ -24,6 +24,7 @@ import structlog
 from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy, create_strategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors.classify import auth_rejection_reason
 from gooddata_flight_server.observability.log_limit import LogLimiter
 from gooddata_flight_server.observability.metrics import auth_metrics
 from gooddata_flight_server.settings import ServerConfig
@@ -169,14 +170,11 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             self._reject(info, "empty_token")
         try:
             token_data = strategy.verify(info, token)
-        except pyarrow.flight.FlightUnauthenticatedError as e:
-            self._reject_from_strategy(info, "invalid_token", e, token)
-        except pyarrow.flight.FlightUnauthorizedError as e:
-            self._reject_from_strategy(info, "forbidden", e, token)
-        except pyarrow.flight.FlightError as e:  # e.g. UNAVAILABLE when the strategy's backend is down
-            self._reject_from_strategy(info, "strategy_error", e, token)
         except Exception as e:
-            self._strategy_failed(info, e, token)
+            reason = auth_rejection_reason(e)
+            if reason is None:
+                self._strategy_failed(info, e, token)
+            self._reject_from_strategy(info, reason, e, token)
         if token_data is None:
             return self._no_data
         return TokenAuthMiddleware(token_data=token_data)

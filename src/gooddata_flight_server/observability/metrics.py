@@ -31,6 +31,8 @@ from prometheus_client import REGISTRY, Counter, Histogram, Summary
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gooddata_flight_server.errors.classify import OUTCOMES
+
 __all__ = [
     "RPC_METHODS",
     "RPC_METHOD_NAMES",
@@ -201,19 +203,7 @@ RPC_METHOD_NAMES: Mapping[Any, str] = {
 }
 """Flight method names as the Flight protocol spells them (span names, metric labels)."""
 RPC_METHODS = tuple(RPC_METHOD_NAMES.values())
-RPC_OUTCOMES = (
-    "ok",
-    "cancelled",  # the client went away (pyarrow reveals it for generator-backed streams)
-    "bad_request",  # FlightServerError whose ErrorInfo blames the request (bad argument, invalid ticket ...)
-    "server_error",  # any other FlightServerError the service sent back
-    "unauthenticated",
-    "unauthorized",
-    "unavailable",
-    "timed_out",
-    "not_implemented",
-    "internal",
-    "error",  # anything else
-)
+RPC_OUTCOMES = OUTCOMES
 
 # seconds; small calls on loopback take ~0.1-1 ms, task round trips and big streams much longer
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

@@ -1,8 +1,9 @@
 """The error boundary: what reaches a client when server-side code fails.
 
-Flight errors and ``NotImplementedError`` pass as they are. Anything else becomes INTERNAL with an
-ErrorInfo carrying a reference id, and the traceback is logged once under the same id: clients
-never see a server traceback (pyarrow would otherwise format it into the status message).
+Flight errors pass as they are, ``NotImplementedError`` becomes NOT_IMPLEMENTED, anything else
+INTERNAL with an ErrorInfo carrying a reference id, the traceback logged once under the same id:
+clients never see a server traceback (pyarrow would otherwise format it into the status message).
+The table of what becomes what is ``errors.classify``.
 
 The boundary also covers data streams the server builds: pyarrow pulls their batches after the
 handler returned, so a failure while streaming needs the same treatment. Streams a user builds
@@ -13,7 +14,6 @@ source, so it cannot be guarded from here.
 from __future__ import annotations
 
 import contextvars
-import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn
 
@@ -22,7 +22,7 @@ import pyarrow.flight
 import structlog
 from opentelemetry import trace
 
-from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors.classify import for_client
 from gooddata_flight_server.observability.tracing import SPAN_MIDDLEWARE_KEY
 
 __all__ = ["call_span", "guarded", "guarded_stream", "reject"]
@@ -31,18 +31,14 @@ log = structlog.get_logger(__name__)
 
 
 def reject(method: str, error: Exception) -> NoReturn:
-    """Re-raise what clients may see; replace anything else with INTERNAL and a reference id."""
-    if isinstance(error, pyarrow.flight.FlightError):
+    """Raise what the client may see of ``error`` (see ``errors.classify``); what is hidden from
+    the client is logged here, once, with its traceback and the reference id the client got."""
+    answer, ref = for_client(method, error)
+    if answer is error:
         raise error
-    if isinstance(error, NotImplementedError):
-        # a fresh exception: the user's frames must not end up in the status pyarrow formats
-        raise NotImplementedError(str(error)) from None
-    ref = uuid.uuid4().hex
-    log.error("rpc_unexpected_error", rpc=method, error_ref=ref, exc_info=error)
-    raise ErrorInfo.for_reason(
-        ErrorCode.INTERNAL_ERROR,
-        f"{method} failed with an unexpected error on the server. Reference: {ref}",
-    ).to_internal_error() from None
+    if ref is not None:
+        log.error("rpc_unexpected_error", rpc=method, error_ref=ref, exc_info=error)
+    raise answer from None
 
 
 def call_span(context: pyarrow.flight.ServerCallContext) -> trace.Span | None:

@@ -18,6 +18,7 @@ import pyarrow.flight
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors.classify import outcome_of
 from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES, RpcMetrics
 
 __all__ = [
@@ -145,36 +146,6 @@ class InFlightCalls:
         on_idle()
 
 
-def _outcome(exception: BaseException | None, cancelled: bool) -> str:
-    """The outcome label of a call: its error's kind, or ok/cancelled when it raised nothing.
-
-    A FlightServerError whose ErrorInfo says the request was at fault (bad argument, invalid
-    ticket ...) is ``bad_request``, so that bad client input does not look like server failures.
-    """
-    if exception is None:
-        return "cancelled" if cancelled else "ok"
-    for kind, label in _OUTCOME_OF_ERROR:
-        if isinstance(exception, kind):
-            if label == "server_error":
-                info = ErrorInfo.maybe_from_pyarrow_error(exception)
-                if info is not None:
-                    return _OUTCOME_OF_CODE.get(info.code & _CODE_MASK, label)
-            return label
-    return "error"
-
-
-_CODE_MASK = 0xFFFF
-_OUTCOME_OF_CODE = {
-    ErrorCode.BAD_ARGUMENT: "bad_request",
-    ErrorCode.BAD_REQUEST: "bad_request",
-    ErrorCode.UNSUPPORTED_SERVICE: "bad_request",
-    ErrorCode.INVALID_TICKET: "bad_request",
-    ErrorCode.COMMAND_RESULT_CONSUMED: "bad_request",
-    ErrorCode.COMMAND_CANCELLED: "cancelled",
-    ErrorCode.TIMEOUT & _CODE_MASK: "timed_out",
-}
-
-
 class CountingRejections(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
     """Counts the calls a middleware (the gate, authentication) rejects.
 
@@ -193,20 +164,8 @@ class CountingRejections(pyarrow.flight.ServerMiddlewareFactory):  # type: ignor
         except pyarrow.flight.FlightError as e:
             method = RPC_METHOD_NAMES.get(info.method)
             if method is not None:
-                self._metrics.requests[method, _outcome(e, False)].inc()
+                self._metrics.requests[method, outcome_of(e)].inc()
             raise
-
-
-_OUTCOME_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
-    (pyarrow.flight.FlightCancelledError, "cancelled"),
-    (pyarrow.flight.FlightUnauthenticatedError, "unauthenticated"),
-    (pyarrow.flight.FlightUnauthorizedError, "unauthorized"),
-    (pyarrow.flight.FlightUnavailableError, "unavailable"),
-    (pyarrow.flight.FlightTimedOutError, "timed_out"),
-    (pyarrow.flight.FlightInternalError, "internal"),
-    (pyarrow.flight.FlightServerError, "server_error"),
-    (NotImplementedError, "not_implemented"),
-)
 
 
 class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
@@ -307,7 +266,7 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
             return
         context = self.server_context
         cancelled = exception is None and context is not None and context.is_cancelled()
-        outcome = _outcome(exception, cancelled)
+        outcome = outcome_of(exception, cancelled)
         metrics.requests[method, outcome].inc()
         metrics.latency[method].observe(time.perf_counter() - self._started)
         if self.sent_if_complete is not None and outcome == "ok":

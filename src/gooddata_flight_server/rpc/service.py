@@ -92,12 +92,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         try:
             with self._enter(context):
                 return self.methods.get_schema(context, descriptor)
-        except pyarrow.flight.FlightError as e:
-            # pyarrow's GetSchema callback, unlike the other RPCs', does not turn Flight errors into
-            # their status (the client gets an ArrowException whose text includes the traceback;
-            # see apache/arrow#43556): re-raise a fresh copy so at least no frame of the user's
-            # code is part of that text
-            raise type(e)(str(e), e.extra_info) from None
         except Exception as e:
             reject("GetSchema", e)
 

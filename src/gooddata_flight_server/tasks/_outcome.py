@@ -19,6 +19,7 @@ import structlog
 from opentelemetry import trace
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors.classify import task_error_info
 from gooddata_flight_server.observability.log_limit import LogLimiter
 from gooddata_flight_server.observability.tracing import tracing_active
 from gooddata_flight_server.tasks.task import Task
@@ -34,7 +35,7 @@ __all__ = ["cancelled_outcome", "close_quietly", "execute_task", "internal_failu
 
 log = structlog.get_logger(__name__)
 
-_FAILED = "There was an error while running task"  # the original package's words
+
 # structlog renders through stdlib logging (observability/logging.py), so this stdlib level check
 # makes the same decision as structlog's filter_by_level, for a fraction of the cost of a call
 # through the lazy logger proxy: it keeps the per-task debug events off the hot path.
@@ -74,17 +75,10 @@ def close_quietly(task_id: str, result: TaskResult) -> None:
         log.exception("task_result_close_failed", task_id=task_id)
 
 
-def _error_for(task: Task, e: Exception) -> TaskError:
+def _error_for(e: Exception) -> TaskError:
     """The TaskError for what ``run`` raised, before the task's own ``on_task_error`` has its say."""
-    if isinstance(e, pyarrow.flight.FlightError):
-        # sent as it is; one without ErrorInfo gets the UNKNOWN placeholder, as in the original
-        return TaskError(ErrorInfo.from_pyarrow_error(e), error_factory=type(e))
-    if isinstance(e, ValueError):
-        return TaskError(ErrorInfo.for_reason(ErrorCode.BAD_ARGUMENT, str(e)), client_error=True)
-    # the traceback goes to the server log only, never to the client
-    return TaskError(
-        ErrorInfo.for_exc(ErrorCode.COMMAND_FAILED, e, extra_msg=_FAILED, include_traceback=False)
-    )
+    info, factory, client_error = task_error_info(e)
+    return TaskError(info, error_factory=factory, client_error=client_error)
 
 
 def _failure(
@@ -118,7 +112,7 @@ def _run(task: Task, log_limit: LogLimiter) -> TaskExecutionResult:
         if task.cancelled:  # e.g. on_task_cancel closed a connection that run() was reading
             return cancelled_outcome(task)
         raised = e
-        returned = _error_for(task, e)
+        returned = _error_for(e)
     if task.cancelled:
         # whoever cancelled the task was told it is cancelled: a late result is dropped
         if isinstance(returned, (FlightDataTaskResult, ListFlightsTaskResult)):
