@@ -15,6 +15,7 @@ _DEFAULTS: dict[str, Any] = {
     "demo_data": True,
     "query_timeout_sec": 300.0,
     "batch_size": 65536,
+    "in_memory_result_kb": 32768,
     "threads": 0,
     "memory_limit": "",
 }
@@ -36,6 +37,9 @@ class SqlServiceConfig:
     query_timeout_sec: float
     """0: no limit."""
     batch_size: int
+    in_memory_result_kb: int
+    """A result up to this size is read whole by its query task and kept as a table; a bigger one
+    keeps this much in memory and streams the rest from DuckDB on DoGet."""
     threads: int
     """0: DuckDB's default (one per core)."""
     memory_limit: str | None
@@ -79,6 +83,11 @@ class SqlServiceConfig:
             problem("batch_size", "a whole number of rows, at least 1", batch_size)
             batch_size = 1
 
+        in_memory = get("in_memory_result_kb")
+        if isinstance(in_memory, bool) or not isinstance(in_memory, int) or in_memory < 0:
+            problem("in_memory_result_kb", "a whole number of KiB, 0 or more", in_memory)
+            in_memory = 0
+
         threads = get("threads")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             problem("threads", "a whole number, 0 or more (0 = one per core)", threads)
@@ -96,6 +105,7 @@ class SqlServiceConfig:
             demo_data=demo_data,
             query_timeout_sec=float(timeout),
             batch_size=batch_size,
+            in_memory_result_kb=in_memory,
             threads=threads,
             memory_limit=memory_limit or None,
         )

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Iterator
 
 import duckdb
 import pyarrow
+import structlog
 
 import gooddata_flight_server as gf
 
-__all__ = ["ClientError", "client_error", "stream_errors"]
+__all__ = ["ClientError", "client_error", "server_failure", "stream_errors"]
+
+log = structlog.get_logger("sql_service")
 
 _CLIENT_FAULTS: tuple[type[duckdb.Error], ...] = (
     duckdb.ProgrammingError,  # parser, binder, catalog, invalid input
@@ -95,3 +99,16 @@ def stream_errors(what: str) -> Iterator[None]:
 
 def _client_error(text: str, what: str) -> ClientError:
     return ClientError(f"{what}: {text.splitlines()[0]}", detail=text)
+
+
+def server_failure(task_id: str, error: BaseException) -> gf.TaskError:
+    """A task's failure that is the server's (out of memory, I/O, an internal DuckDB error): the
+    client gets a generic message with a reference id; DuckDB's text and the traceback, which may
+    name files and internals, go to the server log under that reference only."""
+    ref = uuid.uuid4().hex
+    log.error("query_failed_on_server", task_id=task_id, error_ref=ref, exc_info=error)
+    return gf.TaskError(
+        gf.ErrorInfo.for_reason(
+            gf.ErrorCode.COMMAND_FAILED, f"The query failed on the server. Reference: {ref}"
+        )
+    )

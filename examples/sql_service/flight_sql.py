@@ -30,7 +30,7 @@ from gooddata_flight_server import flightsql
 from . import catalog
 from .config import SqlServiceConfig
 from .database import Database, StatementKind
-from .errors import ClientError
+from .errors import ClientError, server_failure
 from .query import QueryTask
 
 __all__ = ["SqlServiceFlightSql"]
@@ -68,6 +68,8 @@ class UpdateTask(gf.Task):
             changed = self._database.execute_update(self._sql, self._parameters)
         except ClientError as e:
             return gf.TaskError(e.info, client_error=True)  # the statement is at fault: detail included
+        except Exception as e:  # the server's failure, told by reference only
+            return server_failure(self.task_id, e)
         return gf.FlightDataTaskResult.for_table(
             pyarrow.table({"count": pyarrow.array([changed], pyarrow.int64())})
         )
@@ -131,6 +133,7 @@ class SqlServiceFlightSql(flightsql.FlightSqlMethods):
             config.batch_size,
             config.query_timeout_sec,
             parameters=None if sets is None else sets[0],
+            in_memory_bytes=config.in_memory_result_kb * 1024,
         )
         log.info(
             "query_submitted", task_id=task.task_id, sql=" ".join(sql.split())[:200], protocol="flightsql"

@@ -125,7 +125,15 @@ class SqlServiceMethods(gf.FlightServerMethods):
             if descriptor.descriptor_type == pyarrow.flight.DescriptorType.CMD
             else sql.encode()
         )
-        task = QueryTask(self._database, sql, cmd, self._config.batch_size, self._config.query_timeout_sec)
+        config = self._config
+        task = QueryTask(
+            self._database,
+            sql,
+            cmd,
+            config.batch_size,
+            config.query_timeout_sec,
+            in_memory_bytes=config.in_memory_result_kb * 1024,
+        )
         log.info("query_submitted", task_id=task.task_id, sql=_short(sql))
         execution = self._run(context, task)
         return self._flight_info(descriptor, execution)

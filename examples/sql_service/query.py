@@ -23,12 +23,13 @@ from typing import Any
 
 import duckdb
 import pyarrow
+import pyarrow.flight
 from opentelemetry import trace
 
 import gooddata_flight_server as gf
 
 from .database import Database, arrow_reader
-from .errors import ClientError, stream_errors
+from .errors import ClientError, server_failure, stream_errors
 
 __all__ = ["QueryState", "QueryTask"]
 
@@ -56,8 +57,10 @@ class QueryTask(gf.Task):
         timeout_sec: float = 0.0,
         *,
         parameters: Sequence[Any] | Mapping[str, Any] | None = None,
+        in_memory_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         super().__init__(cmd)
+        self._in_memory_bytes = in_memory_bytes
         self._database = database
         self._sql = sql
         self._parameters = parameters
@@ -82,19 +85,41 @@ class QueryTask(gf.Task):
         cursor = self._database.cursor()
         try:
             reader, first = self._execute(cursor)
+            head, complete = self._read_ahead(reader, first)
         except ClientError as e:
             cursor.close()
             return gf.TaskError(e.info, client_error=True)  # the query is at fault: detail included
-        except BaseException:
+        except (CancelledError, pyarrow.flight.FlightError):
             cursor.close()
             raise
-
-        def close() -> None:
+        except Exception as e:  # out of memory, I/O ...: the server's failure, told by reference only
+            cursor.close()
+            return server_failure(self.task_id, e)
+        if complete:  # the whole result is in memory: a table, readable until it expires
             reader.close()
             cursor.close()
+            return gf.FlightDataTaskResult.for_table(pyarrow.Table.from_batches(head, schema=reader.schema))
+        return _StreamedResult(reader, cursor, head)
 
-        batches = pyarrow.RecordBatchReader.from_batches(reader.schema, _chain(first, reader))
-        return gf.FlightDataTaskResult.for_data(batches, on_close=close)
+    def _read_ahead(
+        self, reader: pyarrow.RecordBatchReader, first: pyarrow.RecordBatch | None
+    ) -> tuple[list[pyarrow.RecordBatch], bool]:
+        """Read the result while it fits into ``in_memory_bytes``: the batches read, and whether
+        that is all of it. A result held in memory counts in the server's budget for stored results
+        by its size; a bigger one counts what it holds and streams the rest from DuckDB on DoGet."""
+        if first is None:
+            return [], True
+        head, size = [first], first.nbytes
+        with stream_errors("The query failed while its result was read"):
+            while size <= self._in_memory_bytes:
+                self.check_cancelled()
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return head, True
+                head.append(batch)
+                size += batch.nbytes
+        return head, False
 
     def _execute(
         self, cursor: duckdb.DuckDBPyConnection
@@ -162,13 +187,44 @@ class QueryTask(gf.Task):
                 return
 
 
-def _chain(
-    first: pyarrow.RecordBatch | None, rest: pyarrow.RecordBatchReader
-) -> Iterator[pyarrow.RecordBatch]:
-    """The first batch, then the rest as DuckDB computes it; a failure of the query on the way
+class _StreamedResult(gf.FlightDataTaskResult):
+    """A result bigger than the task's ``in_memory_bytes``: the batches read ahead, then the rest from the
+    DuckDB cursor as the DoGet reads it (once); the cursor is closed with the result."""
+
+    def __init__(
+        self,
+        reader: pyarrow.RecordBatchReader,
+        cursor: duckdb.DuckDBPyConnection,
+        head: list[pyarrow.RecordBatch],
+    ) -> None:
+        super().__init__(single_use_data=True)
+        self._reader = reader
+        self._cursor = cursor
+        self._head = head
+        self._nbytes = sum(batch.nbytes for batch in head)
+
+    def get_schema(self) -> pyarrow.Schema:
+        return self._reader.schema
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    def _get_data(self) -> pyarrow.RecordBatchReader:
+        return pyarrow.RecordBatchReader.from_batches(self._reader.schema, _chain(self._head, self._reader))
+
+    def _close(self) -> None:
+        self._head = []
+        try:
+            self._reader.close()
+        finally:
+            self._cursor.close()
+
+
+def _chain(head: list[pyarrow.RecordBatch], rest: pyarrow.RecordBatchReader) -> Iterator[pyarrow.RecordBatch]:
+    """The batches read ahead, then the rest as DuckDB computes it; a failure of the query on the way
     reaches the DoGet caller as BAD_ARGUMENT when the query is at fault."""
-    if first is not None:
-        yield first
+    yield from head
     try:
         with stream_errors("The query failed while its result streamed"):
             yield from rest

@@ -10,6 +10,7 @@ import duckdb
 import pyarrow
 import pyarrow.flight as flight
 import pytest
+import structlog
 from examples.sql_service.config import SqlServiceConfig
 from examples.sql_service.database import Database
 from examples.sql_service.demo_data import demo_tables
@@ -50,7 +51,8 @@ def test_list_flights_lists_the_demo_tables(service: Service) -> None:
 
 
 def test_query_round_trip(service: Service) -> None:
-    """GetFlightInfo runs SQL as a task; its endpoint (here, ticket = task id) serves the rows once."""
+    """GetFlightInfo runs SQL as a task; its endpoint (here, ticket = task id) serves the rows, as
+    often as asked while the result is kept (a small result is held in memory as a table)."""
     sql = "SELECT country, count(*) AS n FROM customers GROUP BY country ORDER BY country"
     info = service.info(sql)
     assert info.descriptor.command == sql.encode()
@@ -62,8 +64,18 @@ def test_query_round_trip(service: Service) -> None:
     expected = DEMO["customers"].group_by("country").aggregate([("country", "count")]).sort_by("country")
     assert table.column("country").to_pylist() == expected.column("country").to_pylist()
     assert table.column("n").to_pylist() == expected.column("country_count").to_pylist()
+    assert service.client.do_get(endpoint.ticket).read_all() == table
+
+
+def test_big_result_streams_once(start_service: Callable[..., Service]) -> None:
+    """A result bigger than in_memory_result_kb keeps only its first part and streams the rest from
+    DuckDB: it can be read once; the second read is COMMAND_RESULT_CONSUMED."""
+    service = start_service(batch_size=1000, in_memory_result_kb=4)
+    info = service.info("SELECT * FROM orders ORDER BY order_id")
+    table = service.client.do_get(info.endpoints[0].ticket).read_all()
+    assert table.num_rows == DEMO["orders"].num_rows
     with pytest.raises(flight.FlightServerError) as e:
-        service.client.do_get(endpoint.ticket).read_all()
+        service.client.do_get(info.endpoints[0].ticket).read_all()
     assert error_info(e).code == gf.ErrorCode.COMMAND_RESULT_CONSUMED
 
 
@@ -117,7 +129,7 @@ def test_invalid_sql(service: Service) -> None:
 
 def test_failure_while_computing_the_result(start_service: Callable[..., Service]) -> None:
     """A query failing on its data is BAD_ARGUMENT, in GetFlightInfo or mid-stream in DoGet alike."""
-    service = start_service(batch_size=1000, threads=1)
+    service = start_service(batch_size=1000, threads=1, in_memory_result_kb=64)
     failing_early = "SELECT CAST(CASE WHEN x < 5000 THEN '1' ELSE 'x' END AS INTEGER) FROM range(20000) t(x)"
     with pytest.raises(flight.FlightServerError) as e:
         service.info(failing_early)
@@ -378,4 +390,23 @@ def test_upload_interrupted_by_a_dying_client_stores_nothing(service: Service, t
     tables = {t["name"]: t for t in service.action("list-tables")}
     assert "partial" not in tables
     assert service.scalar("SELECT count(*) FROM kept") == 3
+    _still_serves(service)
+
+
+def test_server_failure_answers_with_a_reference_only(start_service: Callable[..., Service]) -> None:
+    """An out-of-memory error (the server's failure, not the query's) reaches the client as
+    COMMAND_FAILED with a generic message and a reference id: none of DuckDB's text, no path; the
+    server keeps serving."""
+    service = start_service(memory_limit="40MB", threads=1)
+    with structlog.testing.capture_logs() as logs, pytest.raises(flight.FlightServerError) as e:
+        service.info("SELECT list(x::VARCHAR || repeat('y', 50)) FROM range(3000000) t(x)")
+    info = error_info(e)
+    assert info.code == gf.ErrorCode.COMMAND_FAILED
+    assert info.msg.startswith("The query failed on the server. Reference: ")
+    assert info.detail is None
+    assert "Memory" not in str(e.value) and "/" not in str(e.value)
+    ref = info.msg.rsplit(" ", 1)[1]
+    (logged,) = [event for event in logs if event.get("error_ref") == ref]
+    assert logged["event"] == "query_failed_on_server"
+    assert "Out of Memory" in str(logged["exc_info"])
     _still_serves(service)
