@@ -162,7 +162,12 @@ def task_error_info(e: Exception) -> tuple[ErrorInfo, type[pyarrow.flight.Flight
         return ErrorInfo.from_pyarrow_error(e), type(e), False
     if isinstance(e, ValueError):
         return ErrorInfo.for_reason(ErrorCode.BAD_ARGUMENT, str(e)), pyarrow.flight.FlightServerError, True
-    info = ErrorInfo.for_exc(ErrorCode.COMMAND_FAILED, e, extra_msg=_TASK_FAILED, include_traceback=False)
+    if isinstance(e, OSError) and (e.filename is not None or e.filename2 is not None):
+        # the file an OS error names is the server's business: the client gets the reason only
+        text = f"[Errno {e.errno}] {e.strerror}" if e.strerror else type(e).__name__
+        info = ErrorInfo.for_reason(ErrorCode.COMMAND_FAILED, f"{_TASK_FAILED}: {text}")
+    else:
+        info = ErrorInfo.for_exc(ErrorCode.COMMAND_FAILED, e, extra_msg=_TASK_FAILED, include_traceback=False)
     return info, pyarrow.flight.FlightServerError, False
 
 
