@@ -61,7 +61,9 @@ class Prometheus:
             if value:
                 return value
             if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited ({self.process.returncode}):\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"prometheus exited ({self.process.returncode}):\n{self.log.read_text()}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"{what}: not within {timeout} s")
             time.sleep(0.1)

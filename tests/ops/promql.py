@@ -16,10 +16,11 @@ from dataclasses import dataclass
 __all__ = ["Grouping", "Matcher", "PromQLError", "Selector", "groupings", "selectors", "substitute"]
 
 AGGREGATIONS = frozenset(
-    "sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk limit_ratio".split()
+    {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk"}
+    | {"quantile", "limitk", "limit_ratio"}
 )
-GROUPING_KEYWORDS = frozenset("by without on ignoring group_left group_right".split())
-OTHER_KEYWORDS = frozenset("and or unless bool offset atan2 inf nan".split())
+GROUPING_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+OTHER_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"})
 
 _TOKEN = re.compile(
     r"""
