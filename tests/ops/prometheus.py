@@ -103,8 +103,6 @@ def running_prometheus(
                 f"--config.file={config_file}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                f"--web.console.templates={workdir}",
-                f"--web.console.libraries={workdir}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_out,
