@@ -32,7 +32,7 @@ QUERIES = 3
 """GetFlightInfo + DoGet round trips with a valid token."""
 
 
-def settings(metrics_port: int = 0) -> dict[str, dict[str, Any]]:
+def settings() -> dict[str, dict[str, Any]]:
     """The server settings the workload needs: token auth through the strategy below, one worker, a
     queue of one, metrics on loopback, and housekeeping often enough to be seen within a test."""
     return {
@@ -41,7 +41,7 @@ def settings(metrics_port: int = 0) -> dict[str, dict[str, Any]]:
             "listen_port": 0,
             "advertise_host": "127.0.0.1",
             "metrics_host": "127.0.0.1",
-            "metrics_port": metrics_port,
+            "metrics_port": 0,
             "authentication_method": "token",
             "token_verification": "tests.ops.workload:WorkloadTokens",
             "task_threads": 1,
