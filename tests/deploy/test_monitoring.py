@@ -24,8 +24,7 @@ def _monitoring() -> dict[str, dict[str, Any]]:
 
 
 def test_monitoring_is_a_kustomization_of_its_own() -> None:
-    """deploy/k8s/monitoring lists its manifests; the service's kustomization leaves them out, so it
-    applies on clusters without the Prometheus Operator's CRDs."""
+    """deploy/k8s/monitoring lists its manifests; deploy/k8s leaves them out (the CRDs may be missing)."""
     docs = _monitoring()
     assert set(docs) == {"Kustomization", "PodMonitor", "PrometheusRule", "ConfigMap"}
     listed = set(docs["Kustomization"]["resources"])
@@ -40,8 +39,7 @@ def test_monitoring_is_a_kustomization_of_its_own() -> None:
 
 
 def test_podmonitor_scrapes_every_replica_on_the_metrics_port(container_settings: ContainerSettings) -> None:
-    """The PodMonitor selects the Deployment's pods and scrapes the port and path the pod annotations
-    name, which is the configured metrics port; the job is named after the service."""
+    """The PodMonitor scrapes the pods on the configured metrics port and path, as job sql-service."""
     spec = _monitoring()["PodMonitor"]["spec"]
     pod = manifests()["Deployment"]["spec"]["template"]["metadata"]
     assert spec["selector"]["matchLabels"].items() <= pod["labels"].items()

@@ -23,8 +23,7 @@ def test_dashboard_is_importable() -> None:
 
 
 def test_variables_pick_data_source_job_and_instance() -> None:
-    """`datasource` lists Prometheus data sources; `job` and `instance` come from label_values of a
-    gdfs metric, instance within the chosen job, every replica selectable at once."""
+    """datasource lists Prometheus sources; job, then instance within it, come from a gdfs metric."""
     variables = kit.variables()
     assert list(variables) == ["datasource", "job", "instance"]
     assert variables["datasource"]["type"] == "datasource"

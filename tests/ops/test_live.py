@@ -108,8 +108,7 @@ def _check_groupings(query: kit.Query, samples: Samples) -> list[str]:
 
 
 def test_every_queried_metric_is_exported_with_its_labels(workload_server: WorkloadServer) -> None:
-    """After the workload, each metric the dashboard and the rules query is exported with every label
-    (and literal label value) their matchers and groupings use."""
+    """After the workload, every queried metric is exported with the labels and values the PromQL uses."""
     before, after = _run_workload_and_scrape(workload_server)
     unmoved = [
         (n, labels) for n, labels in WORKLOAD_MOVES if _value(after, n, labels) <= _value(before, n, labels)
@@ -147,8 +146,7 @@ def _rules_evaluated(prometheus: Prometheus) -> list[dict[str, object]] | None:
 def test_prometheus_evaluates_every_query(
     workload_server: WorkloadServer, prometheus_binary: Path, tmp_path: Path
 ) -> None:
-    """A real Prometheus scrapes the server and loads the rules: every dashboard query and rule
-    evaluates without error, every selector finds series, and the panels show the workload."""
+    """A real Prometheus evaluates every dashboard query and rule; selectors find series; panels move."""
     target = workload_server.metrics_target
     values = kit.grafana_values(JOB, target)
     with running_prometheus(prometheus_binary, tmp_path, JOB, [target], [kit.RULES]) as prometheus:
