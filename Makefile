@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test compat-env lint typecheck pytest clean
+.PHONY: run demo test compat-env prometheus-tools monitoring-manifests lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,20 @@ demo: $(STAMP)
 compat-env: $(STAMP)
 	$(BIN)/python -m tests.compat.environment
 
-test: $(STAMP) compat-env
+# promtool and the prometheus server for tests/ops (the alert rules' unit tests, a real Prometheus
+# scraping a live server): taken from PATH, else unpacked from Debian's `prometheus` package into
+# .tools/prometheus/bin (apt-get download + dpkg-deb -x: nothing installed system-wide, no service
+# started; ~3 s). Where apt cannot do it the tests that need them are skipped, with the reason, unless
+# GDFS_REQUIRE_PROMETHEUS=1 (.ci/run sets it) makes that an error. See tests/ops/prometheus_tools.py.
+prometheus-tools: $(STAMP)
+	$(BIN)/python -m tests.ops.prometheus_tools
+
+# deploy/k8s/monitoring's PrometheusRule and dashboard ConfigMap carry copies of
+# deploy/prometheus/gdfs-alerts.yaml and deploy/grafana/gdfs-overview.json; rewrite them after a change.
+monitoring-manifests: $(STAMP)
+	$(BIN)/python -m tests.deploy.monitoring_manifests
+
+test: $(STAMP) compat-env prometheus-tools
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
@@ -54,4 +67,4 @@ bench-flightsql: $(STAMP)
 	$(BIN)/python -m benchmarks.flightsql $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-compat benchmarks/.venv-original .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat .tools benchmarks/.venv-original .mypy_cache .pytest_cache .ruff_cache
