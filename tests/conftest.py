@@ -24,6 +24,8 @@ CLI = [sys.executable, "-m", "gooddata_flight_server"]
 
 
 def free_port() -> int:
+    """A port that was free a moment ago: only for external tools (Prometheus) that cannot bind
+    port 0 and tell which port they got; servers of ours bind 0 and log their port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -64,15 +66,23 @@ def log_file(tmp_path: Path) -> LogFile:
 
 
 _CONSOLE_LINE = re.compile(r"^\S+ \[\s*\w+\s*\] (?P<event>\S+)")
+_CONSOLE_FIELD = re.compile(r"(?P<key>\w+)=(?P<value>\S+)")
 
 
 def _parse_log_line(line: str) -> dict[str, Any]:
-    """A JSON log line as a dict; a dev-log console line as ``{"event": ..., "raw": line}``."""
+    """A JSON log line as a dict; a dev-log console line as ``{"event": ..., "raw": line}`` plus
+    its ``key=value`` fields (digits as int)."""
     try:
         record = json.loads(line)
     except ValueError:
         match = _CONSOLE_LINE.match(line)
-        return {"event": match["event"], "raw": line} if match else {}
+        if not match:
+            return {}
+        fields: dict[str, Any] = {
+            m["key"]: int(m["value"]) if m["value"].isdigit() else m["value"]
+            for m in _CONSOLE_FIELD.finditer(line, match.end())
+        }
+        return {**fields, "event": match["event"], "raw": line}
     return record if isinstance(record, dict) else {}
 
 

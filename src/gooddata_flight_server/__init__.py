@@ -21,8 +21,8 @@ from gooddata_flight_server.methods import (
     FlightServerMethodsFactory,
     flight_server_methods,
 )
-from gooddata_flight_server.rpc.middleware import CallFinalizer, CallInfo
-from gooddata_flight_server.server import GoodDataFlightServer, create_server
+from gooddata_flight_server.rpc.call import CallFinalizer, CallInfo
+from gooddata_flight_server.server import GoodDataFlightServer, create_server, run
 from gooddata_flight_server.settings import AuthenticationMethod, OtelConfig, OtelExporterType, ServerConfig
 from gooddata_flight_server.tasks import (
     ArrowData,
@@ -66,4 +66,5 @@ __all__ = [
     "__version__",
     "create_server",
     "flight_server_methods",
+    "run",
 ]

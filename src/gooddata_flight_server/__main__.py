@@ -1,5 +1,5 @@
 """``python -m gooddata_flight_server`` runs the CLI."""
 
-from gooddata_flight_server.cli import run
+from gooddata_flight_server.cli import server_cli
 
-run()
+server_cli()

@@ -1,4 +1,4 @@
-"""``gooddata-flight-server start --methods-provider MODULE[:FUNCTION] ...``
+"""``gooddata-flight-server start --methods-provider MODULE[:FUNCTION] ...``: arguments, then :func:`run`.
 
 Exit codes: 0 after a clean stop, 1 after a forced stop (second signal), 2 for user errors (bad
 arguments, configuration, logging config or methods provider), 3 when the server fails to start
@@ -8,27 +8,13 @@ arguments, configuration, logging config or methods provider), 3 when the server
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-import traceback
 from collections.abc import Sequence
-from typing import NoReturn
 
-from gooddata_flight_server import __version__
-from gooddata_flight_server.loader import LoadError, load_methods_factory
-from gooddata_flight_server.observability.logging import LoggingConfigError
-from gooddata_flight_server.server import create_server
-from gooddata_flight_server.settings import ConfigError
+from gooddata_flight_server._version import __version__
+from gooddata_flight_server.server.run import EXIT_USAGE, PROG, run
 
-__all__ = ["main", "run", "server_cli"]
-
-PROG = "gooddata-flight-server"
-EXIT_OK = 0
-EXIT_FORCED = 1
-EXIT_USAGE = 2
-EXIT_START_FAILED = 3
+__all__ = ["main", "server_cli"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,76 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(code: int, message: str, error: BaseException, debug: bool) -> int:
-    if debug:
-        traceback.print_exception(error, file=sys.stderr)
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
-
-
-def _start(args: argparse.Namespace) -> int:
-    debug = bool(args.debug)
-    # user modules are looked up from where the command runs, as `python -m` would
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        factory = load_methods_factory(args.methods_provider)
-    except LoadError as e:
-        return _fail(EXIT_USAGE, str(e), e, debug)
-    try:
-        server = create_server(
-            factory, config_files=args.config, logging_config=args.logging_config, dev_log=args.dev_log
-        )
-    except ConfigError as e:
-        problems = "; ".join(e.problems)
-        return _fail(EXIT_USAGE, f"invalid configuration: {problems}", e, debug)
-    except (LoggingConfigError, LoadError) as e:
-        return _fail(EXIT_USAGE, _one_line(e), e, debug)
-    server.start()
-    try:
-        started = server.wait_for_start()
-    except Exception as e:
-        with contextlib.suppress(Exception):
-            server.wait_for_stop()
-        return _fail(
-            EXIT_START_FAILED, f"the server failed to start: {type(e).__name__}: {_one_line(e)}", e, debug
-        )
-    if not started and server.aborted():
-        _exit_now(EXIT_FORCED)  # a second signal while starting: the server thread may be stuck in user code
-    stopped = server.wait_for_stop()
-    code = EXIT_FORCED if server.aborted() else EXIT_OK
-    if not stopped or not server.stopped_cleanly:
-        # calls or user code still running past the drain deadline (or a forced stop) hold threads
-        # that would block a normal exit
-        _exit_now(code)
-    return code
-
-
-def _exit_now(code: int) -> NoReturn:
-    logging.shutdown()
-    sys.stderr.flush()
-    sys.stdout.flush()
-    os._exit(code)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "start":
-        return _start(args)
+        return run(
+            args.methods_provider,
+            args.config,
+            logging_config=args.logging_config,
+            dev_log=args.dev_log,
+            debug=args.debug,
+        )
     return EXIT_USAGE  # pragma: no cover - argparse refuses unknown commands
 
 
-def run() -> None:
+def server_cli() -> None:
+    """The console-script entry point (the original package's name for it)."""
     sys.exit(main())
 
 
-server_cli = run
-"""The original package's name of the console-script entry point."""
-
 if __name__ == "__main__":
-    run()
+    server_cli()

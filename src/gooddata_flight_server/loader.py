@@ -12,14 +12,12 @@ import importlib
 import inspect
 import re
 import sys
-from collections.abc import Callable
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from gooddata_flight_server.exceptions import FlightMethodsModuleError
-from gooddata_flight_server.methods import FlightServerMethodsFactory, is_methods_factory
 
-__all__ = ["LoadError", "import_user_module", "load_methods_factory", "load_subclass", "parse_spec"]
+__all__ = ["LoadError", "get_attribute", "import_user_module", "load_subclass", "parse_spec"]
 
 _T = TypeVar("_T")
 
@@ -62,51 +60,6 @@ def get_attribute(mod: ModuleType, name: str, what: str) -> Any:
         return getattr(mod, name)
     except AttributeError:
         raise LoadError(f"{what} module '{mod.__name__}' has no attribute '{name}'") from None
-
-
-def _check_factory_signature(fun: Callable[..., Any], label: str) -> None:
-    try:
-        signature = inspect.signature(fun)
-    except (TypeError, ValueError):
-        return  # builtins and some C callables have no signature: trust them
-    try:
-        signature.bind(object())
-    except TypeError:
-        raise LoadError(
-            f"methods factory '{label}' must take exactly one argument, the ServerContext; "
-            f"its signature is {signature}"
-        ) from None
-
-
-def load_methods_factory(spec: str) -> FlightServerMethodsFactory:
-    """Find the ``@flight_server_methods`` factory of ``MODULE`` or the named ``MODULE:FUNCTION``."""
-    what = "methods provider"
-    module, name = parse_spec(spec, what)
-    mod = import_user_module(module, what)
-    if name is not None:
-        fun = get_attribute(mod, name, what)
-        if not callable(fun):
-            raise LoadError(f"'{module}:{name}' is not a function but {type(fun).__name__}")
-        _check_factory_signature(fun, f"{module}:{name}")
-        return cast(FlightServerMethodsFactory, fun)
-    found: dict[int, tuple[str, Any]] = {}
-    for attr, value in vars(mod).items():
-        if is_methods_factory(value):
-            found.setdefault(id(value), (attr, value))
-    if not found:
-        raise LoadError(
-            f"module '{module}' has no function decorated with @flight_server_methods; "
-            f"decorate your factory or name it as '{module}:FUNCTION'"
-        )
-    if len(found) > 1:
-        names = ", ".join(sorted(attr for attr, _ in found.values()))
-        raise LoadError(
-            f"module '{module}' has several @flight_server_methods functions ({names}); "
-            f"choose one as '{module}:FUNCTION'"
-        )
-    ((attr, fun),) = found.values()
-    _check_factory_signature(fun, f"{module}:{attr}")
-    return cast(FlightServerMethodsFactory, fun)
 
 
 def _is_concrete(cls: type) -> bool:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow.flight
 
-from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CALL_INFO_KEY, CallFinalizer, CallInfo
-from gooddata_flight_server.tasks import TaskExecutor, task_result_stream
+from gooddata_flight_server.rpc.call import CALL_FINALIZER_KEY, CALL_INFO_KEY, CallFinalizer, CallInfo
+from gooddata_flight_server.rpc.task_stream import task_result_stream
+from gooddata_flight_server.tasks import TaskExecutor
 
 if TYPE_CHECKING:
     from gooddata_flight_server.context import ServerContext

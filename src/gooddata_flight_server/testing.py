@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from prometheus_client.registry import CollectorRegistry
 
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
 from gooddata_flight_server.server import GoodDataFlightServer, create_server
@@ -68,6 +70,8 @@ def running_server(
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = False,
     setup_logging: bool | None = None,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
     start_timeout: float = 30.0,
     stop_timeout: float = 60.0,
 ) -> Iterator[GoodDataFlightServer]:
@@ -78,8 +82,10 @@ def running_server(
     otherwise, the server listens on and advertises 127.0.0.1 with a free port. ``config`` is a
     ``ServerConfig`` built in code, used as it is (then ``settings`` only feeds other sections).
 
-    Logging is configured only when ``logging_config`` is given (or ``setup_logging=True``), so
-    the test's own capture (``caplog``, ``structlog.testing.capture_logs``) keeps working.
+    ``registry`` and ``tracer_provider`` are handed to :func:`create_server` (a registry of the
+    test's own keeps its metrics apart from other tests'). Logging is configured only when
+    ``logging_config`` is given (or ``setup_logging=True``), so the test's own capture
+    (``caplog``, ``structlog.testing.capture_logs``) keeps working.
     """
     merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (settings or {}).items()}
     if config is None:
@@ -92,6 +98,8 @@ def running_server(
         config=config,
         settings=merged,
         setup_logging=logging_config is not None if setup_logging is None else setup_logging,
+        registry=registry,
+        tracer_provider=tracer_provider,
     )
     server.start()
     try:

@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 import pytest
 
 import gooddata_flight_server as gf
-from tests.conftest import CLI, EXAMPLES, ServerProcess, free_port, run_cli
+from tests.conftest import CLI, EXAMPLES, ServerProcess, run_cli
 
 SERVICE = """
 import time
@@ -53,7 +53,8 @@ def _write(tmp_path: Path, name: str, source: str) -> Path:
     return path
 
 
-def _env(port: int, **extra: str) -> dict[str, str]:
+def _env(port: int = 0, **extra: str) -> dict[str, str]:
+    """Port 0: the server binds a free port and logs it (``server_started``)."""
     return {
         "GOODDATA_FLIGHT_SERVER__LISTEN_PORT": str(port),
         "GOODDATA_FLIGHT_SERVER__ADVERTISE_HOST": "127.0.0.1",
@@ -88,13 +89,12 @@ def _do_action(port: int, name: str, body: bytes = b"") -> list[bytes]:
 @pytest.mark.parametrize("how", ["script", "cli"])
 def test_seed_example_serves_data(how: str, spawn: Callable[..., ServerProcess]) -> None:
     """The seed README's first example runs unchanged as a script and via the CLI, and stops on SIGTERM."""
-    port = free_port()
     if how == "script":
         args = [sys.executable, str(EXAMPLES / "my_service" / "main.py")]
     else:
         args = [*CLI, "start", "--methods-provider", "my_service.main"]
-    proc = spawn(args, cwd=EXAMPLES, env=_env(port))
-    proc.wait_for_event("server_started")
+    proc = spawn(args, cwd=EXAMPLES, env=_env())
+    port = proc.wait_for_event("server_started")["port"]
     with flight.FlightClient(f"grpc://127.0.0.1:{port}") as client:
         table = client.do_get(flight.Ticket(b"anything")).read_all()
     assert table.column("col1").to_pylist() == [1, 2, 3]
@@ -120,17 +120,14 @@ def test_default_bind_is_loopback_17001(spawn: Callable[..., ServerProcess]) -> 
 def test_settings_from_several_config_files(tmp_path: Path, spawn: Callable[..., ServerProcess]) -> None:
     """--config takes several files; the service reads its own section from them."""
     _write(tmp_path, "svc", SERVICE)
-    port = free_port()
     first = tmp_path / "server.toml"
-    first.write_text(
-        f'[server]\nlisten_port = {port}\nadvertise_host = "127.0.0.1"\n[svc]\ngreeting = "one"\n'
-    )
+    first.write_text('[server]\nlisten_port = 0\nadvertise_host = "127.0.0.1"\n[svc]\ngreeting = "one"\n')
     second = tmp_path / "svc.toml"
     second.write_text('[svc]\ngreeting = "hello"\n')
     proc = spawn(
         [*CLI, "start", "--methods-provider", "svc", "--config", str(first), str(second)], cwd=tmp_path
     )
-    proc.wait_for_event("server_started")
+    port = proc.wait_for_event("server_started")["port"]
     assert _do_action(port, "greet") == [b"hello"]
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
@@ -139,9 +136,8 @@ def test_settings_from_several_config_files(tmp_path: Path, spawn: Callable[...,
 def test_sigterm_lets_in_flight_call_finish(tmp_path: Path, spawn: Callable[..., ServerProcess]) -> None:
     """On SIGTERM an in-flight call completes, new calls get SHUTTING_DOWN, and the process exits 0."""
     _write(tmp_path, "svc", SERVICE)
-    port = free_port()
-    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(port))
-    proc.wait_for_event("server_started")
+    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
+    port = proc.wait_for_event("server_started")["port"]
     outcome: list[Any] = []
     call = threading.Thread(target=lambda: outcome.append(_do_action(port, "work", b"1.5")))
     call.start()
@@ -161,10 +157,9 @@ def test_drain_deadline_exits_zero_with_a_stuck_call(
 ) -> None:
     """A call outliving shutdown_timeout_sec is abandoned and the process still exits 0 promptly."""
     _write(tmp_path, "svc", SERVICE)
-    port = free_port()
-    env = _env(port, GOODDATA_FLIGHT_SERVER__SHUTDOWN_TIMEOUT_SEC="0.5")
+    env = _env(GOODDATA_FLIGHT_SERVER__SHUTDOWN_TIMEOUT_SEC="0.5")
     proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=env)
-    proc.wait_for_event("server_started")
+    port = proc.wait_for_event("server_started")["port"]
     call = threading.Thread(target=_abandoned_call, args=(port,), daemon=True)
     call.start()
     proc.wait_for_event("work_started")
@@ -176,9 +171,8 @@ def test_drain_deadline_exits_zero_with_a_stuck_call(
 def test_second_signal_forces_stop(tmp_path: Path, spawn: Callable[..., ServerProcess]) -> None:
     """A second SIGINT during the drain stops at once with exit code 1."""
     _write(tmp_path, "svc", SERVICE)
-    port = free_port()
-    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(port))
-    proc.wait_for_event("server_started")
+    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
+    port = proc.wait_for_event("server_started")["port"]
     call = threading.Thread(target=_abandoned_call, args=(port,), daemon=True)
     call.start()
     proc.wait_for_event("work_started")
@@ -239,9 +233,8 @@ def test_methods_provider_errors(
 def test_named_factory_is_used(tmp_path: Path, spawn: Callable[..., ServerProcess]) -> None:
     """MODULE:FUNCTION picks that function even without the decorator."""
     _write(tmp_path, "svc", SERVICE.replace("@gf.flight_server_methods\n", ""))
-    port = free_port()
-    proc = spawn([*CLI, "start", "--methods-provider", "svc:factory"], cwd=tmp_path, env=_env(port))
-    proc.wait_for_event("server_started")
+    proc = spawn([*CLI, "start", "--methods-provider", "svc:factory"], cwd=tmp_path, env=_env())
+    port = proc.wait_for_event("server_started")["port"]
     assert _do_action(port, "greet") == [b"None"]
     proc.signal(signal.SIGTERM)
     assert proc.wait() == 0
@@ -300,10 +293,10 @@ def test_factory_failure_exits_3_and_debug_shows_traceback(tmp_path: Path) -> No
         "@gf.flight_server_methods\ndef f(ctx):\n    raise OSError('no data dir')\n",
     )
     args = ["start", "--methods-provider", "svc", "--logging-config", str(_quiet_ini(tmp_path))]
-    result = run_cli(args, cwd=tmp_path, env=_env(free_port()))
+    result = run_cli(args, cwd=tmp_path, env=_env())
     assert result.returncode == 3
     _assert_one_line_error(result, "failed to start: OSError: no data dir")
-    debug = run_cli([*args, "--debug"], cwd=tmp_path, env=_env(free_port()))
+    debug = run_cli([*args, "--debug"], cwd=tmp_path, env=_env())
     assert debug.returncode == 3
     assert "Traceback" in debug.stderr and "no data dir" in debug.stderr
 
@@ -347,7 +340,7 @@ def test_second_signal_during_startup_exits_at_once(
 ) -> None:
     """Two signals while the methods factory is still running end the process at once with exit 1."""
     _write(tmp_path, "svc", SLOW_FACTORY)
-    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(free_port()))
+    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
     proc.wait_for_event("factory_started")
     proc.signal(signal.SIGTERM)
     proc.wait_for_event("signal_received")  # two signals sent at once would be delivered as one
@@ -364,7 +357,7 @@ def test_one_signal_during_startup_stops_without_serving(
     proc = spawn(
         [*CLI, "start", "--methods-provider", "svc"],
         cwd=tmp_path,
-        env=_env(free_port(), GOODDATA_FLIGHT_SVC__DELAY="1"),
+        env=_env(GOODDATA_FLIGHT_SVC__DELAY="1"),
     )
     proc.wait_for_event("factory_started")
     proc.signal(signal.SIGTERM)
@@ -381,7 +374,7 @@ def test_start_failure_with_default_logging_prints_no_traceback(tmp_path: Path) 
         "import gooddata_flight_server as gf\n"
         "@gf.flight_server_methods\ndef f(ctx):\n    raise OSError('no data dir')\n",
     )
-    result = run_cli(["start", "--methods-provider", "svc"], cwd=tmp_path, env=_env(free_port()))
+    result = run_cli(["start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert "gooddata-flight-server: error: the server failed to start: OSError: no data dir" in result.stderr

@@ -386,7 +386,7 @@ def test_upload_interrupted_by_a_dying_client_stores_nothing(service: Service, t
         )
         assert "written" in done.stdout, done.stderr
     # the dead clients' DoPut calls end on the server once it notices; only then is the check meaningful
-    wait_until(lambda: service.server._in_flight.count == 0, what="the interrupted uploads to end")
+    wait_until(lambda: service.server.in_flight_calls == 0, what="the interrupted uploads to end")
     tables = {t["name"]: t for t in service.action("list-tables")}
     assert "partial" not in tables
     assert service.scalar("SELECT count(*) FROM kept") == 3

@@ -15,7 +15,6 @@ import pytest
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server, to_toml
-from tests.conftest import free_port
 
 
 def _config(tmp_path: Path, **server: Any) -> list[Path]:
@@ -60,7 +59,6 @@ def _call_in_background(client: flight.FlightClient, action: str) -> tuple[threa
 
 def test_calls_get_not_ready_until_the_factory_returned(tmp_path: Path) -> None:
     """While the methods factory runs, every call answers UNAVAILABLE with ErrorInfo NOT_READY."""
-    port = free_port()
     factory_entered, factory_release = threading.Event(), threading.Event()
 
     def slow_factory(ctx: gf.ServerContext) -> gf.FlightServerMethods:
@@ -68,11 +66,11 @@ def test_calls_get_not_ready_until_the_factory_returned(tmp_path: Path) -> None:
         factory_release.wait(30)
         return _Blocking()
 
-    server = gf.create_server(slow_factory, config_files=_config(tmp_path, listen_port=port), dev_log=False)
+    server = gf.create_server(slow_factory, config_files=_config(tmp_path, listen_port=0), dev_log=False)
     server.start()
     try:
         assert factory_entered.wait(10)
-        with flight.FlightClient(f"grpc://127.0.0.1:{port}") as client:
+        with flight.FlightClient(server.location) as client:  # known once bound, before the factory runs
             with pytest.raises(flight.FlightUnavailableError) as caught:
                 list(client.do_action(flight.Action("x", b"")))
             assert _error_code(caught.value) == gf.ErrorCode.NOT_READY
@@ -144,19 +142,20 @@ def test_abort_stops_without_waiting_for_calls() -> None:
 
 def test_factory_failure_is_reraised_and_started_parts_are_stopped(tmp_path: Path) -> None:
     """A failing factory makes wait_for_start/wait_for_stop re-raise it, and the port is released."""
-    port = free_port()
+    ports: list[int] = []
 
     def broken(ctx: gf.ServerContext) -> gf.FlightServerMethods:
+        ports.append(int(ctx.location.uri.decode().rsplit(":", 1)[1]))
         raise LookupError("the factory could not find its data")
 
-    server = gf.create_server(broken, config_files=_config(tmp_path, listen_port=port), dev_log=False)
+    server = gf.create_server(broken, config_files=_config(tmp_path, listen_port=0), dev_log=False)
     server.start()
     with pytest.raises(LookupError, match="could not find its data"):
         server.wait_for_start(10)
     with pytest.raises(LookupError):
         server.wait_for_stop(10)
     with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # the listener was stopped: the port is free again
+        s.bind(("127.0.0.1", ports[0]))  # the listener was stopped: the port is free again
 
 
 def test_factory_returning_the_wrong_type_fails_startup() -> None:
@@ -237,7 +236,11 @@ def test_create_server_rejects_what_is_not_methods() -> None:
 def test_handlers_restore_themselves_when_stopped_off_the_main_thread() -> None:
     """After wait_for_stop off the main thread, the next signal restores and reaches the previous handler."""
     received: list[int] = []
-    original = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+
+    def previous(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    original = signal.signal(signal.SIGTERM, previous)
     try:
         server = gf.create_server(
             gf.FlightServerMethods(), config_files=(), dev_log=False, setup_logging=False
@@ -249,7 +252,7 @@ def test_handlers_restore_themselves_when_stopped_off_the_main_thread() -> None:
         stopper.join(30)
         signal.raise_signal(signal.SIGTERM)
         assert received == [signal.SIGTERM]
-        assert signal.getsignal(signal.SIGTERM) is not server._on_signal
+        assert signal.getsignal(signal.SIGTERM) is previous
     finally:
         signal.signal(signal.SIGTERM, original)
 

@@ -75,8 +75,10 @@ class _Methods(gf.FlightServerMethods):
         return flight.RecordBatchStream(self.TABLE)
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
-        assert isinstance(reader, flight.MetadataRecordBatchReader), "counting must not change the type seen"
-        reader.read_all()
+        assert type(reader) is flight.MetadataRecordBatchReader, "the service reads pyarrow's own reader"
+        table = reader.read_all()
+        # the server cannot see what the service reads: the service tells it (rows and bytes metrics)
+        context.get_middleware("call_info").count_received(table.num_rows, table.nbytes)
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> list[bytes]:
         if action.type == "block":
@@ -146,8 +148,7 @@ def _run_with_probe(
     server.start()
     try:
         assert entered.wait(10)
-        port = server._health_http.port  # the health server is up before the factory runs
-        seen.append(_status(f"http://127.0.0.1:{port}/ready"))
+        seen.append(_status(f"{server.health_check_url}/ready"))  # listening before the factory runs
         release.set()
         server.wait_for_start(10)
         seen.append(_status(f"{server.health_check_url}/ready"))
@@ -201,7 +202,8 @@ def test_metrics_count_calls_outcomes_and_data() -> None:
     assert delta("gdfs_rpc_sent_rows_total", method="DoGet") == 3000
     assert delta("gdfs_rpc_sent_bytes_total", method="DoGet") == 3 * _Methods.TABLE.nbytes
     assert delta("gdfs_rpc_received_rows_total", method="DoPut") == 1000
-    assert delta("gdfs_rpc_received_bytes_total", method="DoPut") > 0
+    assert delta("gdfs_rpc_received_bytes_total", method="DoPut") == _Methods.TABLE.nbytes
+    assert delta("gdfs_rpc_received_batches_total", method="DoPut") == len(_Methods.TABLE.to_batches())
     assert delta("test_ops_user_counter_total") == 1, "a user's plain prometheus_client metric is served"
     assert ("gdfs_arrow_pool_allocated_bytes", ()) in after
     assert ("gdfs_arrow_pool_peak_bytes", ()) in after
@@ -312,7 +314,7 @@ def test_calls_refused_while_draining_are_counted_unavailable() -> None:
 def test_a_kept_alive_probe_connection_does_not_outlive_the_server() -> None:
     """A probe's kept-alive connection is closed when the server stops."""
     with running_server(_Methods(), _OPS) as server:
-        probe = RawClient(server._health_http.port)
+        probe = RawClient(int(server.health_check_url.rsplit(":", 1)[1]))
         assert probe.get("/ready").headers["connection"] == "keep-alive"
     try:
         assert probe.wait_closed(10) is not None

@@ -32,6 +32,7 @@ WORKLOAD_MOVES = [
     ("gdfs_rpc_sent_bytes_total", {"method": "DoGet"}),
     ("gdfs_rpc_received_rows_total", {"method": "DoPut"}),
     ("gdfs_rpc_received_bytes_total", {"method": "DoPut"}),
+    ("gdfs_rpc_received_batches_total", {"method": "DoPut"}),
     ("gdfs_task_rejected_total", {"reason": "queue_full"}),
     ("gdfs_task_completed_total", {}),
     ("gdfs_task_error_total", {}),

@@ -5,11 +5,12 @@ only what this workload did: no counts left over by other tests of the same pyte
 
 :func:`run_workload` makes, with a valid token unless said otherwise: GetFlightInfo calls whose task
 produces a table and DoGet calls that stream it (rows and bytes sent, task timings); a DoPut
-(rows and bytes received); a GetFlightInfo whose task fails (a task error); a DoAction that raises
-(INTERNAL); a task held running and another queued behind it with ``task_threads = 1`` and
-``task_queue_size = 1``, so the next GetFlightInfo is refused with BACKPRESSURE (``queue_full``),
-then the queued task cancelled; calls without a token, with an unknown token and with a token that
-makes the verification strategy itself fail; and a ListFlights the service does not implement.
+(batches received, rows and bytes the service reports it read); a GetFlightInfo whose task fails (a
+task error); a DoAction that raises (INTERNAL); a task held running and another queued behind it
+with ``task_threads = 1`` and ``task_queue_size = 1``, so the next GetFlightInfo is refused with
+BACKPRESSURE (``queue_full``), then the queued task cancelled; calls without a token, with an
+unknown token and with a token that makes the verification strategy itself fail; and a ListFlights
+the service does not implement.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class WorkloadMethods(gf.FlightServerMethods):
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
-        reader.read_all()
+        table = reader.read_all()
+        context.get_middleware("call_info").count_received(table.num_rows, table.nbytes)
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action) -> Iterator[bytes]:
         executor = self._ctx.task_executor

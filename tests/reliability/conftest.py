@@ -13,7 +13,7 @@ import orjson
 import pyarrow.flight as flight
 
 from gooddata_flight_server.testing import running_server, to_toml
-from tests.conftest import CLI, REPO, ServerProcess, free_port
+from tests.conftest import CLI, REPO, ServerProcess
 from tests.reliability.service import ReliabilityMethods
 
 WAIT = 30.0  # bound for what must happen; tests pass long before it
@@ -76,14 +76,13 @@ def start_cli_server(
     spawn: Callable[..., ServerProcess], tmp_path: Path, server_settings: dict[str, Any]
 ) -> tuple[ServerProcess, str]:
     """The reliability service through the real CLI in a subprocess; returns it and its URI."""
-    port = free_port()
     config = tmp_path / "server.toml"
-    settings = {"listen_port": port, "advertise_host": "127.0.0.1", **server_settings}
+    settings = {"listen_port": 0, "advertise_host": "127.0.0.1", **server_settings}
     config.write_text(to_toml({"server": settings}))
     proc = spawn(
         [*CLI, "start", "--methods-provider", "tests.reliability.service", "--config", str(config)],
         cwd=REPO,
         env={"PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])},
     )
-    proc.wait_for_event("server_started")
+    port = proc.wait_for_event("server_started")["port"]
     return proc, f"grpc://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""The token middleware on its own: header parsing, each rejection, strategy errors, token_data."""
+"""Token authentication on its own: header parsing, each rejection, strategy errors, token data."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import pytest
 import structlog.testing
 
 from gooddata_flight_server.auth import middleware as auth_middleware
-from gooddata_flight_server.auth.middleware import (
-    AUTH_FAILURE_REASONS,
-    TokenAuthMiddleware,
-    TokenAuthMiddlewareFactory,
-)
+from gooddata_flight_server.auth.middleware import AUTH_FAILURE_REASONS, TokenAuthenticator
 from gooddata_flight_server.auth.strategy import TokenVerificationStrategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
@@ -54,44 +50,61 @@ class Scripted(TokenVerificationStrategy):
         return cls()
 
 
-def _factory(strategy: TokenVerificationStrategy, **config: Any) -> TokenAuthMiddlewareFactory:
-    factory = TokenAuthMiddlewareFactory(dataclasses.replace(CONFIG, **config))
-    factory._strategy = strategy  # what activate() does after loading; tested through real servers
-    return factory
+class _Failures(dict[str, Any]):
+    """Stands in for the failure counter's children (reason -> child): records each ``inc()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __missing__(self, reason: str) -> Any:
+        seen = self.seen
+
+        class _Child:
+            def inc(self) -> None:
+                seen.append(reason)
+
+        return _Child()
+
+
+_FAILURES = _Failures()
+
+
+def _factory(strategy: TokenVerificationStrategy, **config: Any) -> TokenAuthenticator:
+    authenticator = TokenAuthenticator(dataclasses.replace(CONFIG, **config), _FAILURES)
+    authenticator._strategy = strategy  # what activate() does after loading; tested through real servers
+    return authenticator
 
 
 @pytest.fixture
-def failures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every reason passed to the on_auth_failure hook."""
-    seen: list[str] = []
-    monkeypatch.setattr(auth_middleware, "on_auth_failure", seen.append)
-    return seen
+def failures() -> list[str]:
+    """The reasons counted as auth failures during the test, in order."""
+    _FAILURES.seen.clear()
+    return _FAILURES.seen
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
 def test_bearer_scheme_is_case_insensitive(scheme: str) -> None:
     """The scheme is matched case-insensitively (RFC 7235), with any spacing before the token."""
     strategy = Scripted({TOKEN: {"user": "ann"}})
-    result = _factory(strategy).start_call(CALL, {"authorization": [f"{scheme}  {TOKEN}"]})
-    assert result.token_data == {"user": "ann"}
+    assert _factory(strategy).authenticate(CALL, {"authorization": [f"{scheme}  {TOKEN}"]}) == {"user": "ann"}
 
 
 def test_bearer_token_is_stripped_and_its_data_returned(failures: list[str]) -> None:
     """'Bearer <token>' passes the stripped token and the CallInfo to verify; token_data is its result."""
     strategy = Scripted()
-    result = _factory(strategy).start_call(CALL, {"authorization": [f"Bearer   {TOKEN}  "]})
-    assert isinstance(result, TokenAuthMiddleware)
-    assert result.token_data == {"user": "alice"}
+    result = _factory(strategy).authenticate(CALL, {"authorization": [f"Bearer   {TOKEN}  "]})
+    assert result == {"user": "alice"}
     assert strategy.seen == [(CALL, TOKEN)]
     assert failures == []
 
 
 def test_none_from_verify_gives_token_data_none() -> None:
     """A strategy returning None still authenticates the call, with token_data None."""
-    result = _factory(Scripted({"anonymous-ok": "none"})).start_call(
+    result = _factory(Scripted({"anonymous-ok": "none"})).authenticate(
         CALL, {"authorization": ["Bearer anonymous-ok"]}
     )
-    assert result.token_data is None
+    assert result is None
 
 
 @pytest.mark.parametrize(
@@ -112,7 +125,7 @@ def test_each_rejection_is_unauthenticated_logged_and_counted(
 ) -> None:
     """Every way a call fails authentication raises UNAUTHENTICATED saying which, logs and counts it."""
     with structlog.testing.capture_logs() as logs, pytest.raises(flight.FlightUnauthenticatedError) as caught:
-        _factory(Scripted()).start_call(CALL, headers)
+        _factory(Scripted()).authenticate(CALL, headers)
     assert message in str(caught.value)
     assert TOKEN not in str(caught.value)
     assert failures == [reason]
@@ -129,20 +142,20 @@ def test_custom_header_takes_the_whole_stripped_value(failures: list[str]) -> No
     """With token_header_name the whole value is the token; the name is matched case-insensitively."""
     factory = _factory(Scripted(), token_header_name="X-Api-Key")
     assert factory.header_name == "x-api-key"
-    assert factory.start_call(CALL, {"x-api-key": [f"  {TOKEN} "]}).token_data == {"user": "alice"}
+    assert factory.authenticate(CALL, {"x-api-key": [f"  {TOKEN} "]}) == {"user": "alice"}
     with pytest.raises(flight.FlightUnauthenticatedError, match="header 'x-api-key: <token>'"):
-        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+        factory.authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]})
     with pytest.raises(flight.FlightUnauthenticatedError, match="the token is not valid"):
-        factory.start_call(CALL, {"x-api-key": [f"Bearer {TOKEN}"]})  # no Bearer scheme here
+        factory.authenticate(CALL, {"x-api-key": [f"Bearer {TOKEN}"]})  # no Bearer scheme here
     assert failures == ["missing_token", "invalid_token"]
 
 
 def test_binary_header_values_are_decoded(failures: list[str]) -> None:
     """A -bin header arrives as bytes: UTF-8 is accepted, anything else is a malformed header."""
     factory = _factory(Scripted(), token_header_name="x-token-bin")
-    assert factory.start_call(CALL, {"x-token-bin": [TOKEN.encode()]}).token_data == {"user": "alice"}
+    assert factory.authenticate(CALL, {"x-token-bin": [TOKEN.encode()]}) == {"user": "alice"}
     with pytest.raises(flight.FlightUnauthenticatedError, match="not valid UTF-8"):
-        factory.start_call(CALL, {"x-token-bin": [b"\xff\xfe"]})
+        factory.authenticate(CALL, {"x-token-bin": [b"\xff\xfe"]})
     assert failures == ["malformed_header"]
 
 
@@ -150,7 +163,7 @@ def test_forbidden_from_the_strategy_passes_through(failures: list[str]) -> None
     """A strategy's FlightUnauthorizedError reaches the client as is and counts as forbidden."""
     strategy = Scripted({"reader-token": flight.FlightUnauthorizedError("read-only token may not write")})
     with pytest.raises(flight.FlightUnauthorizedError, match="read-only token may not write"):
-        _factory(strategy).start_call(CALL, {"authorization": ["Bearer reader-token"]})
+        _factory(strategy).authenticate(CALL, {"authorization": ["Bearer reader-token"]})
     assert failures == ["forbidden"]
 
 
@@ -175,7 +188,7 @@ def test_strategy_errors_quoting_the_token_are_replaced(
 ) -> None:
     """An error whose message or extra_info contains the token is replaced by a generic one."""
     with pytest.raises(expected_type) as caught:
-        _factory(Scripted({TOKEN: error})).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+        _factory(Scripted({TOKEN: error})).authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]})
     assert str(caught.value) == expected_message
     assert TOKEN.encode() not in (getattr(caught.value, "extra_info", None) or b"")
 
@@ -184,7 +197,7 @@ def test_other_flight_errors_from_the_strategy_pass_through(failures: list[str])
     """A strategy may answer e.g. UNAVAILABLE when its backend is down; it counts as strategy_error."""
     strategy = Scripted({TOKEN: flight.FlightUnavailableError("token service is down")})
     with pytest.raises(flight.FlightUnavailableError, match="token service is down"):
-        _factory(strategy).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+        _factory(strategy).authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]})
     assert failures == ["strategy_error"]
 
 
@@ -192,7 +205,7 @@ def test_unexpected_strategy_error_is_internal_with_a_reference_and_no_token(fai
     """Any other exception: INTERNAL with a reference id; the log has the traceback, token redacted."""
     strategy = Scripted({TOKEN: KeyError(f"no row for {TOKEN}")})
     with structlog.testing.capture_logs() as logs, pytest.raises(flight.FlightInternalError) as caught:
-        _factory(strategy).start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+        _factory(strategy).authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]})
     info = ErrorInfo.from_pyarrow_error(caught.value)
     assert info.code == ErrorCode.INTERNAL_ERROR
     assert TOKEN not in str(caught.value)
@@ -206,24 +219,22 @@ def test_unexpected_strategy_error_is_internal_with_a_reference_and_no_token(fai
     assert failures == ["strategy_error"]
 
 
-def test_success_path_logs_nothing_and_reuses_the_empty_middleware(failures: list[str]) -> None:
-    """Accepted calls are not logged or counted; token_data None shares one middleware object."""
+def test_success_path_logs_and_counts_nothing(failures: list[str]) -> None:
+    """Accepted calls are not logged or counted as failures."""
     factory = _factory(Scripted({"anon": "none"}))
     with structlog.testing.capture_logs() as logs:
-        first = factory.start_call(CALL, {"authorization": ["Bearer anon"]})
-        second = factory.start_call(CALL, {"authorization": ["Bearer anon"]})
-        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
-    assert first is second
+        assert factory.authenticate(CALL, {"authorization": ["Bearer anon"]}) is None
+        assert factory.authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]}) == {"user": "alice"}
     assert logs == []
     assert failures == []
 
 
 def test_calls_before_activation_are_refused_as_not_ready() -> None:
     """Without an active strategy every call is UNAVAILABLE/NOT_READY, never let through."""
-    factory = TokenAuthMiddlewareFactory(CONFIG)
+    factory = TokenAuthenticator(CONFIG)
     assert factory.strategy is None
     with pytest.raises(flight.FlightUnavailableError) as caught:
-        factory.start_call(CALL, {"authorization": [f"Bearer {TOKEN}"]})
+        factory.authenticate(CALL, {"authorization": [f"Bearer {TOKEN}"]})
     assert ErrorInfo.from_pyarrow_error(caught.value).code == ErrorCode.NOT_READY
 
 
@@ -236,7 +247,7 @@ def test_activate_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         return Scripted()
 
     monkeypatch.setattr(auth_middleware, "create_strategy", fake_create)
-    factory = TokenAuthMiddlewareFactory(dataclasses.replace(CONFIG, token_verification="pkg.mod:Cls"))
+    factory = TokenAuthenticator(dataclasses.replace(CONFIG, token_verification="pkg.mod:Cls"))
     ctx: Any = object()
     strategy = factory.activate(ctx)
     assert factory.strategy is strategy
@@ -255,5 +266,5 @@ def test_default_strategy_is_enumerated(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(auth_middleware, "create_strategy", fake_create)
     ctx: Any = object()
-    TokenAuthMiddlewareFactory(CONFIG).activate(ctx)
+    TokenAuthenticator(CONFIG).activate(ctx)
     assert specs == ["EnumeratedTokenVerification"]

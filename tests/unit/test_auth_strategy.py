@@ -14,12 +14,11 @@ import pyarrow.flight as flight
 import pytest
 
 from gooddata_flight_server._settings_load import load_settings
+from gooddata_flight_server.auth.loading import create_strategy, load_strategy_class
 from gooddata_flight_server.auth.strategy import (
     AuthSetupError,
     EnumeratedTokenVerification,
     TokenVerificationStrategy,
-    create_strategy,
-    load_strategy_class,
 )
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.health import ServerHealthMonitor

@@ -61,6 +61,7 @@ SERVER_SETTINGS = (
     "otel_service_instance_id",
     "otel_extract_context",
     "shutdown_timeout_sec",
+    "hold_thread_state",
 )
 
 

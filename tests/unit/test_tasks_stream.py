@@ -1,4 +1,5 @@
-"""task_result_stream (do_get_task_result) without sockets: a fake call context and call finalizer."""
+"""task_result_stream (do_get_task_result) without sockets: calls opened and ended by the real
+RPC edge, behind a stand-in for pyarrow's call context."""
 
 from __future__ import annotations
 
@@ -9,37 +10,38 @@ import pyarrow.flight
 import pytest
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.rpc import middleware
+from gooddata_flight_server.rpc.call import CallInfo
+from gooddata_flight_server.rpc.edge import Edge
+from gooddata_flight_server.rpc.gate import Availability, Gate
+from gooddata_flight_server.rpc.task_stream import _released_at_end, task_result_stream
 from gooddata_flight_server.tasks import (
     FlightDataTaskResult,
     ListFlightsTaskResult,
     TaskError,
     TaskExecutionResult,
     TaskExecutor,
-    task_result_stream,
 )
-from gooddata_flight_server.tasks.stream import _released_at_end
 
 _TABLE = pyarrow.table({"col1": [1, 2, 3]})
 
 
-class CallFinalizer(middleware.CallFinalizer):
-    """The server's call finalizer, outside a server: the test ends the call by calling call_completed."""
-
-    def __init__(self) -> None:
-        in_flight = middleware.InFlightCalls()
-        in_flight.enter()
-        super().__init__(in_flight)
+def _open_call() -> CallInfo:
+    """A DoGet call admitted by the server's edge; the test ends it (``call_completed``) as pyarrow would."""
+    gate = Gate()
+    gate.state = Availability.SERVING
+    return Edge(gate, hold_thread_state=False).start_call(
+        pyarrow.flight.CallInfo(pyarrow.flight.FlightMethod.DO_GET), {}
+    )
 
 
 class _Context:
     """Stands in for pyarrow's ServerCallContext: only get_middleware is used."""
 
-    def __init__(self, finalizer: CallFinalizer | None) -> None:
-        self.finalizer = finalizer
+    def __init__(self, call: CallInfo | None) -> None:
+        self.call = call
 
     def get_middleware(self, key: str) -> object:
-        return self.finalizer if key == "call_finalizer" else None
+        return self.call if key == "call_info" else None
 
 
 class _Executor(TaskExecutor):
@@ -87,7 +89,7 @@ class _Recording(FlightDataTaskResult):
         return self._readers > 0
 
 
-def _stream(outcome: TaskExecutionResult, finalizer: CallFinalizer | None) -> pyarrow.flight.FlightDataStream:
+def _stream(outcome: TaskExecutionResult, finalizer: CallInfo | None) -> pyarrow.flight.FlightDataStream:
     return task_result_stream(_Context(finalizer), _Executor({"t": outcome}), "t")  # type: ignore[arg-type]
 
 
@@ -102,7 +104,7 @@ def _code_of(call: pytest.ExceptionInfo[pyarrow.flight.FlightError]) -> int:
 def test_unknown_task_is_invalid_ticket() -> None:
     """An unknown or expired task id is a FlightServerError with INVALID_TICKET."""
     with pytest.raises(pyarrow.flight.FlightServerError) as e:
-        task_result_stream(_Context(CallFinalizer()), _Executor({}), "missing")  # type: ignore[arg-type]
+        task_result_stream(_Context(_open_call()), _Executor({}), "missing")  # type: ignore[arg-type]
     assert _code_of(e) == ErrorCode.INVALID_TICKET
 
 
@@ -111,28 +113,28 @@ def test_task_error_is_raised_as_its_flight_error() -> None:
     info = ErrorInfo.for_reason(ErrorCode.CUSTOM_START, "bad")
     outcome = TaskExecutionResult("t", b"c", None, False, TaskError(info, pyarrow.flight.FlightTimedOutError))
     with pytest.raises(pyarrow.flight.FlightTimedOutError) as e:
-        _stream(outcome, CallFinalizer())
+        _stream(outcome, _open_call())
     assert ErrorInfo.from_pyarrow_error(e.value) == info
 
 
 def test_cancelled_task_is_command_cancelled() -> None:
     """A cancelled task's DoGet is a FlightServerError with COMMAND_CANCELLED."""
     with pytest.raises(pyarrow.flight.FlightServerError) as e:
-        _stream(TaskExecutionResult("t", b"c", None, True, None), CallFinalizer())
+        _stream(TaskExecutionResult("t", b"c", None, True, None), _open_call())
     assert _code_of(e) == ErrorCode.COMMAND_CANCELLED
 
 
 def test_result_that_is_not_flight_data_is_internal_error() -> None:
     """A result that is not Flight data cannot be streamed: INTERNAL_ERROR, as in the original."""
     with pytest.raises(pyarrow.flight.FlightInternalError) as e:
-        _stream(_ok(ListFlightsTaskResult(())), CallFinalizer())
+        _stream(_ok(ListFlightsTaskResult(())), _open_call())
     assert _code_of(e) == ErrorCode.INTERNAL_ERROR
 
 
 def test_table_is_locked_until_call_ends() -> None:
     """A Table streams as RecordBatchStream; its lock is held until the call ends, and it stays open."""
     result = _Recording(_TABLE)
-    finalizer = CallFinalizer()
+    finalizer = _open_call()
     stream = _stream(_ok(result), finalizer)
     assert isinstance(stream, pyarrow.flight.RecordBatchStream)
     assert result.held
@@ -145,7 +147,7 @@ def test_single_use_reader_is_closed_when_call_ends_even_on_error() -> None:
     """Single use data is released and closed when the call ends, also when it ends with an error."""
     reader = pyarrow.RecordBatchReader.from_batches(_TABLE.schema, _TABLE.to_batches())
     result = _Recording(reader, single_use=True)
-    finalizer = CallFinalizer()
+    finalizer = _open_call()
     stream = _stream(_ok(result), finalizer)
     assert isinstance(stream, pyarrow.flight.GeneratorStream)  # behind the error boundary while it streams
     finalizer.call_completed(pyarrow.flight.FlightCancelledError("client went away"))
@@ -156,7 +158,7 @@ def test_single_use_reader_is_closed_when_call_ends_even_on_error() -> None:
 def test_iterable_of_batches_streams_with_result_schema() -> None:
     """An iterable of record batches streams as a GeneratorStream."""
     result = _Recording(_TABLE.to_batches())
-    finalizer = CallFinalizer()
+    finalizer = _open_call()
     assert isinstance(_stream(_ok(result), finalizer), pyarrow.flight.GeneratorStream)
     finalizer.call_completed(None)
     assert not result.held
@@ -167,11 +169,11 @@ def test_built_in_reader_read_twice_is_consumed() -> None:
     result = FlightDataTaskResult.for_reader(
         pyarrow.RecordBatchReader.from_batches(_TABLE.schema, _TABLE.to_batches())
     )
-    finalizer = CallFinalizer()
+    finalizer = _open_call()
     _stream(_ok(result), finalizer)
     finalizer.call_completed(None)
     with pytest.raises(pyarrow.flight.FlightServerError) as e:
-        _stream(_ok(result), CallFinalizer())
+        _stream(_ok(result), _open_call())
     assert _code_of(e) == ErrorCode.COMMAND_RESULT_CONSUMED
 
 

@@ -1,19 +1,18 @@
-"""Token authentication: the per-call middleware and the strategies that verify tokens.
+"""Token authentication: the authenticator every call passes and the strategies that verify tokens.
 
-``authentication_method = "token"`` puts :class:`TokenAuthMiddlewareFactory` in front of every
+``authentication_method = "token"`` has the RPC edge ask :class:`TokenAuthenticator` about every
 call; it reads the token from the request headers and asks the :class:`TokenVerificationStrategy`
-named by ``token_verification``: the built-in :class:`EnumeratedTokenVerification` (a list of
-shared secrets), the built-in :class:`JwtTokenVerification` (signed JWTs, the ``jwt`` extra), or
-a strategy of your own.
+named by ``token_verification`` (``loading``): the built-in :class:`EnumeratedTokenVerification` (a
+list of shared secrets), the built-in :class:`JwtTokenVerification` (signed JWTs, the ``jwt``
+extra), or a strategy of your own.
 """
 
 from gooddata_flight_server.auth.jwt import JwtTokenVerification
 from gooddata_flight_server.auth.middleware import (
     AUTH_FAILURE_REASONS,
     AUTH_TOKEN_KEY,
+    TokenAuthenticator,
     TokenAuthMiddleware,
-    TokenAuthMiddlewareFactory,
-    on_auth_failure,
 )
 from gooddata_flight_server.auth.strategy import (
     AuthSetupError,
@@ -28,7 +27,6 @@ __all__ = [
     "EnumeratedTokenVerification",
     "JwtTokenVerification",
     "TokenAuthMiddleware",
-    "TokenAuthMiddlewareFactory",
+    "TokenAuthenticator",
     "TokenVerificationStrategy",
-    "on_auth_failure",
 ]

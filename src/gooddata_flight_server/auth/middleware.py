@@ -1,41 +1,35 @@
 """Token authentication of every call: find the token in the headers, ask the strategy, reject or pass.
 
-The factory is registered with pyarrow when the listener binds, but the strategy needs the
-``ServerContext`` that only exists after binding; so the server builds the factory first and
-``activate``-s it once the context exists. The availability gate runs before this middleware and
-refuses every call until the server serves, so no call reaches an inactive factory in practice.
+The RPC edge (``rpc.edge``) asks :class:`TokenAuthenticator` about every call once the availability
+gate let it through. The strategy needs the ``ServerContext`` that only exists after the listener
+bound, so the server builds the authenticator first and ``activate``-s it once the context exists.
 
-``start_call`` runs on every RPC, so its success path is kept short: the header name is lowercased
-once, nothing is logged, nothing is compiled, and a strategy returning None shares one middleware
-object. Every rejection is logged as an ``auth_failed`` event with a reason code and counted
-through :func:`on_auth_failure`; neither the token nor the header value is ever logged or put into
-an error (an error a strategy raises that contains the token is replaced by a generic one).
+``authenticate`` runs on every RPC, so its success path is kept short: the header name is lowercased
+once, nothing is logged, nothing is compiled. Every rejection is logged as an ``auth_failed`` event
+with a reason code (rate-limited) and counted in ``gdfs_auth_failures_total``; neither the token
+nor the header value is ever logged or put into an error (an error a strategy raises that contains
+the token is replaced by a generic one).
 """
 
 from __future__ import annotations
 
 import traceback
 import uuid
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import pyarrow.flight
 import structlog
 
-from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy, create_strategy
+from gooddata_flight_server.auth.loading import create_strategy
+from gooddata_flight_server.auth.strategy import DEFAULT_STRATEGY, TokenVerificationStrategy
 from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.errors.classify import auth_rejection_reason
+from gooddata_flight_server.errors.classify import AUTH_FAILURE_REASONS, auth_rejection_reason
 from gooddata_flight_server.observability.log_limit import LogLimiter
-from gooddata_flight_server.observability.metrics import auth_metrics
 from gooddata_flight_server.settings import ServerConfig
 
-__all__ = [
-    "AUTH_FAILURE_REASONS",
-    "AUTH_TOKEN_KEY",
-    "TokenAuthMiddleware",
-    "TokenAuthMiddlewareFactory",
-    "on_auth_failure",
-]
+__all__ = ["AUTH_FAILURE_REASONS", "AUTH_TOKEN_KEY", "TokenAuthMiddleware", "TokenAuthenticator"]
 
 log = structlog.get_logger(__name__)
 
@@ -43,27 +37,6 @@ AUTH_TOKEN_KEY = "auth_token"
 
 _BEARER = "bearer"  # the scheme, matched case-insensitively (RFC 7235: "Bearer", "bearer", "BEARER")
 _REDACTED = "<redacted>"
-
-AUTH_FAILURE_REASONS = (
-    "missing_token",  # no token header at all
-    "duplicate_header",  # the token header sent more than once
-    "wrong_scheme",  # Authorization is not "Bearer <token>"
-    "empty_token",  # the header is there but the token is blank
-    "malformed_header",  # a binary (-bin) header whose value is not UTF-8
-    "invalid_token",  # the strategy raised FlightUnauthenticatedError
-    "forbidden",  # the strategy raised FlightUnauthorizedError
-    "strategy_error",  # the strategy raised anything else
-)
-"""Every reason code :func:`on_auth_failure` and the ``auth_failed`` event may carry."""
-
-
-def on_auth_failure(reason: str) -> None:
-    """Called once for every rejected call, with one of :data:`AUTH_FAILURE_REASONS`.
-
-    The hook where rejections are counted (the ``gdfs_auth_failures`` counter, labelled by reason).
-    It runs on the RPC thread of the rejected call: keep it cheap and never let it raise.
-    """
-    auth_metrics().failures.labels(reason).inc()
 
 
 class TokenAuthMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
@@ -88,21 +61,21 @@ class TokenAuthMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc
         return self._token_data
 
 
-class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+class TokenAuthenticator:
     """Authenticates every call with the strategy named by ``token_verification``.
 
-    Build it with the server config, register it under ``"auth_token"`` after the availability
-    gate, and call ``activate(ctx)`` once the server context exists and before the gate opens.
+    Build it with the server config, hand it to the RPC edge, and call ``activate(ctx)`` once the
+    server context exists and before the availability gate opens.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
-        super().__init__()
+    def __init__(self, config: ServerConfig, failures: Mapping[str, Any] | None = None) -> None:
+        """``failures``: the counter child of each reason, when metrics are on."""
         custom_header = config.token_header_name
+        self._failures = failures
         self._bearer = not custom_header
         self._header = (custom_header or "authorization").strip().lower()
         self._spec = config.token_verification or DEFAULT_STRATEGY
         self._strategy: TokenVerificationStrategy | None = None
-        self._no_data = TokenAuthMiddleware(token_data=None)  # shared: it holds no call state
         self._log_limit = LogLimiter()  # a client with bad tokens must not flood the log
         shape = f"'{self._header}: Bearer <token>'" if self._bearer else f"'{self._header}: <token>'"
         self._messages = {
@@ -142,7 +115,9 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
         )
         return strategy
 
-    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> TokenAuthMiddleware:
+    def authenticate(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> Any:
+        """What the strategy says of the call's token (its token data), or the Flight error that
+        rejects the call: UNAUTHENTICATED, or the strategy's own (UNAUTHORIZED ...)."""
         strategy = self._strategy
         if strategy is None:  # only reachable without the availability gate in front
             raise ErrorInfo.for_reason(
@@ -175,16 +150,18 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             if reason is None:
                 self._strategy_failed(info, e, token)
             self._reject_from_strategy(info, reason, e, token)
-        if token_data is None:
-            return self._no_data
-        return TokenAuthMiddleware(token_data=token_data)
+        return token_data
+
+    def _count(self, reason: str) -> None:
+        if self._failures is not None:
+            self._failures[reason].inc()
 
     # -- rejections (the slow path) ----------------------------------------------------------------
 
     def _reject(self, info: pyarrow.flight.CallInfo, reason: str) -> NoReturn:
         message = self._messages[reason]
         self._log_limit.log(reason, log.warning, "auth_failed", reason=reason, rpc=_rpc(info), detail=message)
-        on_auth_failure(reason)
+        self._count(reason)
         raise pyarrow.flight.FlightUnauthenticatedError(message)
 
     def _reject_from_strategy(
@@ -202,7 +179,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             detail=str(error),
             error_type=type(error).__name__,
         )
-        on_auth_failure(reason)
+        self._count(reason)
         raise error
 
     def _strategy_failed(self, info: pyarrow.flight.CallInfo, error: Exception, token: str) -> NoReturn:
@@ -223,7 +200,7 @@ class TokenAuthMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # typ
             error_ref=ref,
             exception=text,
         )
-        on_auth_failure("strategy_error")
+        self._count("strategy_error")
         raise ErrorInfo.for_reason(
             ErrorCode.INTERNAL_ERROR, f"Token verification failed on the server. Reference: {ref}"
         ).to_internal_error() from None

@@ -11,15 +11,13 @@ from __future__ import annotations
 import abc
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow.flight
 
 from gooddata_flight_server._settings_parse import env_var_name
 from gooddata_flight_server.context import ServerContext
-from gooddata_flight_server.loader import LoadError, load_subclass
 from gooddata_flight_server.settings import ConfigError
 
 __all__ = [
@@ -27,9 +25,7 @@ __all__ = [
     "AuthSetupError",
     "EnumeratedTokenVerification",
     "TokenVerificationStrategy",
-    "check_strategy",
-    "create_strategy",
-    "load_strategy_class",
+    "read_enumerated_tokens",
 ]
 
 DEFAULT_STRATEGY = "EnumeratedTokenVerification"
@@ -168,66 +164,3 @@ def read_enumerated_tokens(settings: Any) -> list[str]:
     if problems:
         raise ConfigError(problems)
     return tokens
-
-
-def _jwt_strategy() -> type[TokenVerificationStrategy]:
-    # imported on demand: the module is cheap, but keeps PyJWT out of servers that do not use it
-    from gooddata_flight_server.auth.jwt import JwtTokenVerification  # noqa: PLC0415
-
-    return JwtTokenVerification
-
-
-_BUILT_IN: Mapping[str, Callable[[], type[TokenVerificationStrategy]]] = MappingProxyType(
-    {
-        "EnumeratedTokenVerification": lambda: EnumeratedTokenVerification,
-        "JwtTokenVerification": _jwt_strategy,
-    }
-)
-
-
-def load_strategy_class(spec: str) -> type[TokenVerificationStrategy]:
-    """Resolve ``token_verification``: a built-in name, ``pkg.module`` or ``pkg.module:ClassName``.
-
-    Raises LoadError with a one-line message for each way this can fail.
-    """
-    built_in = _BUILT_IN.get(spec.strip())
-    if built_in is not None:
-        return built_in()
-    # mypy refuses an abstract class where type[T] is expected (python/mypy#4717)
-    return load_subclass(spec, TokenVerificationStrategy, "token verification")  # type: ignore[type-abstract]
-
-
-def check_strategy(spec: str, settings: Any) -> type[TokenVerificationStrategy]:
-    """Load the strategy named by ``spec`` and check its settings, before anything binds.
-
-    Raises LoadError (cannot be loaded) or ConfigError (its settings are invalid).
-    """
-    cls = load_strategy_class(spec)
-    cls.check_settings(settings)
-    return cls
-
-
-def create_strategy(spec: str, ctx: ServerContext) -> TokenVerificationStrategy:
-    """Load the strategy named by ``spec`` and call its ``create(ctx)`` exactly once.
-
-    ConfigError, LoadError and AuthSetupError pass through as they are (their messages are ours);
-    anything else ``create`` raises becomes an AuthSetupError naming the strategy, with the
-    original exception chained for the log.
-    """
-    cls = load_strategy_class(spec)
-    label = f"{cls.__module__}:{cls.__qualname__}"
-    try:
-        strategy = cls.create(ctx)
-    except (ConfigError, LoadError, AuthSetupError):
-        raise
-    except Exception as e:
-        detail = " ".join(str(e).split()) or "no message"
-        raise AuthSetupError(
-            f"token verification strategy '{label}' failed to initialise: {type(e).__name__}: {detail}"
-        ) from e
-    if not isinstance(strategy, TokenVerificationStrategy):
-        raise AuthSetupError(
-            f"token verification strategy '{label}': create() returned {type(strategy).__name__}, "
-            "expected a TokenVerificationStrategy instance"
-        )
-    return strategy

@@ -42,6 +42,7 @@ from gooddata_flight_server.errors.error_code import CODE_MASK, ErrorCode
 from gooddata_flight_server.errors.error_info import ErrorInfo
 
 __all__ = [
+    "AUTH_FAILURE_REASONS",
     "OUTCOMES",
     "UnimplementedStatus",
     "auth_rejection_reason",
@@ -66,6 +67,19 @@ OUTCOMES: Final = (
     "error",  # anything else
 )
 """The ``outcome`` label values of ``gdfs_rpc_requests_total``."""
+
+
+AUTH_FAILURE_REASONS = (
+    "missing_token",  # no token header at all
+    "duplicate_header",  # the token header sent more than once
+    "wrong_scheme",  # Authorization is not "Bearer <token>"
+    "empty_token",  # the header is there but the token is blank
+    "malformed_header",  # a binary (-bin) header whose value is not UTF-8
+    "invalid_token",  # the strategy raised FlightUnauthenticatedError
+    "forbidden",  # the strategy raised FlightUnauthorizedError
+    "strategy_error",  # the strategy raised anything else
+)
+"""Every reason code of the ``auth_failed`` event and the ``gdfs_auth_failures_total`` counter."""
 
 
 class UnimplementedStatus(NotImplementedError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.flight
 
-from gooddata_flight_server import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.errors.classify import UnimplementedStatus
 
 __all__ = ["bad_request", "not_supported"]

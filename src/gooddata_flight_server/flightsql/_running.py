@@ -6,14 +6,8 @@ from __future__ import annotations
 import pyarrow.flight
 import structlog
 
-from gooddata_flight_server import (
-    ErrorCode,
-    ErrorInfo,
-    FlightDataTaskResult,
-    Task,
-    TaskExecutor,
-    TaskWaitTimeoutError,
-)
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
+from gooddata_flight_server.tasks import FlightDataTaskResult, Task, TaskExecutor, TaskWaitTimeoutError
 
 __all__ = ["run_query_task"]
 

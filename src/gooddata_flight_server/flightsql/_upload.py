@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow
 import pyarrow.flight
 
-from gooddata_flight_server import ErrorCode, ErrorInfo
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.flightsql._errors import bad_request
+from gooddata_flight_server.rpc.call import CALL_INFO_KEY
 
 __all__ = ["read_upload"]
 
@@ -28,6 +29,9 @@ def read_upload(
         raise bad_request(f"Cannot read {what}: {e}") from None
     except pyarrow.ArrowInvalid as e:
         raise bad_request(f"Cannot read {what}: {e}") from None
+    call = context.get_middleware(CALL_INFO_KEY)
+    if call is not None:  # the server's own read: counted into gdfs_rpc_received_rows/bytes
+        call.count_received(table.num_rows, table.nbytes)
     if context.is_cancelled():
         raise ErrorInfo.for_reason(
             ErrorCode.COMMAND_CANCELLED, f"The upload of {what} was interrupted; nothing was done."

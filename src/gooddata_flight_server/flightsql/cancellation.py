@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 import structlog
 
-from gooddata_flight_server import ErrorCode, ErrorInfo, TaskExecutor, TaskWaitTimeoutError
+from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.flightsql.commands import CancelStatus
+from gooddata_flight_server.tasks import TaskExecutor, TaskWaitTimeoutError
 
 __all__ = ["cancel_task", "cancel_tasks"]
 

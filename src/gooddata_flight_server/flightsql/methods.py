@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 import pyarrow
 import pyarrow.flight
 
-from gooddata_flight_server import FlightServerMethods, ServerContext, Task, __version__
+from gooddata_flight_server._version import __version__
+from gooddata_flight_server.context import ServerContext
 from gooddata_flight_server.flightsql import codec, schemas
 from gooddata_flight_server.flightsql._errors import bad_request, not_supported
 from gooddata_flight_server.flightsql._requests import (
@@ -58,6 +59,8 @@ from gooddata_flight_server.flightsql.sql_info import (
     SqlSupportedTransaction,
     sql_info_table,
 )
+from gooddata_flight_server.methods import FlightServerMethods
+from gooddata_flight_server.tasks import Task
 
 __all__ = ["FlightSqlMethods"]
 

@@ -29,9 +29,14 @@ class HealthCheckServer:
         self._served: HttpServer | None = None
 
     @property
-    def port(self) -> int:
-        assert self._served is not None, "health check server not started"
-        return self._served.port
+    def port(self) -> int | None:
+        """The bound port (the real one when configured as 0); None until started."""
+        return None if self._served is None else self._served.port
+
+    @property
+    def name(self) -> str:
+        """The ``endpoint`` label of ``gdfs_http_open_connections``."""
+        return "health"
 
     @property
     def open_connections(self) -> int:

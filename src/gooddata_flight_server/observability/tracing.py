@@ -1,10 +1,12 @@
-"""OpenTelemetry: the exporter chosen in settings, one SERVER span per RPC, a switchable provider.
+"""OpenTelemetry: the exporter chosen in settings, the server's tracer, a switchable global provider.
 
 OpenTelemetry lets a process set its global tracer provider only once, and a user's
 ``trace.ProxyTracer`` binds to whatever provider is global when it first starts a span. Many
 servers live in one process (tests do this), each with its own exporter, so the global provider set
-here is a switch: it forwards to the SDK provider of the server that is running, and to a no-op
-tracer when none is, which keeps every ``ProxyTracer`` working across servers.
+here is a switch (kept in ``_globals``): it forwards to the SDK provider of the server that is
+running, and to a no-op tracer when none is, which keeps every ``ProxyTracer`` working across
+servers. A server given a tracer provider of its own uses that one and leaves the global alone.
+The RPC edge (``rpc.edge``) starts one SERVER span per call with :meth:`Tracing.tracer`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ import os
 import platform
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import pyarrow.flight
 import structlog
 from opentelemetry import trace
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import (
     OsResourceDetector,
     OTELResourceDetector,
@@ -30,25 +30,14 @@ from opentelemetry.sdk.resources import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.trace.status import Status, StatusCode
 
-from gooddata_flight_server.observability.metrics import RPC_METHOD_NAMES
+from gooddata_flight_server import _globals
 from gooddata_flight_server.settings import OtelConfig, OtelExporterType
 
-__all__ = [
-    "SPAN_MIDDLEWARE_KEY",
-    "SpanMiddleware",
-    "Tracing",
-    "TracingMiddlewareFactory",
-    "installed_switch",
-    "tracing_active",
-]
+__all__ = ["Tracing", "installed_switch", "tracing_active"]
 
 log = structlog.get_logger(__name__)
 
-_RPC_SERVICE = "arrow.flight.protocol.FlightService"
-SPAN_MIDDLEWARE_KEY = "_gdfs_tracing"  # the key the tracing middleware is registered under
 
 # exporter type -> (module, class, extra that installs it)
 _EXPORTERS: Mapping[OtelExporterType, tuple[str, str, str | None]] = {
@@ -108,6 +97,10 @@ class _ProviderSwitch(trace.TracerProvider):
             if provider in self._running:
                 self._running.remove(provider)
 
+    def clear(self) -> None:
+        with _SWITCH_LOCK:
+            self._running.clear()
+
     def get_tracer(
         self,
         instrumenting_module_name: str,
@@ -120,15 +113,13 @@ class _ProviderSwitch(trace.TracerProvider):
         )
 
 
-_SWITCH = _ProviderSwitch()
-
-
 def tracing_active() -> bool:
     """Whether spans started now would be recorded by someone: a running server's provider, or a
     provider the application set itself."""
     provider = trace.get_tracer_provider()
-    if provider is _SWITCH:
-        return _SWITCH.current is not None
+    switch = _globals.tracer_switch
+    if isinstance(switch, _ProviderSwitch) and provider is switch:
+        return switch.current is not None
     return not isinstance(provider, trace.ProxyTracerProvider)
 
 
@@ -136,11 +127,13 @@ def installed_switch() -> _ProviderSwitch | None:
     """Make the switch the global provider once per process; None if someone else set one first."""
     with _SWITCH_LOCK:
         current = trace.get_tracer_provider()
-        if current is _SWITCH:
-            return _SWITCH
+        switch = _globals.tracer_switch
+        if isinstance(switch, _ProviderSwitch) and current is switch:
+            return switch
         if isinstance(current, trace.ProxyTracerProvider):
-            trace.set_tracer_provider(_SWITCH)
-            return _SWITCH
+            created = _globals.tracer_switch = _ProviderSwitch()
+            trace.set_tracer_provider(created)
+            return created
         return None
 
 
@@ -178,14 +171,19 @@ class Tracing:
     Without an exporter it is a null object: no provider, every tracer no-op.
     """
 
-    def __init__(self, config: OtelConfig, version: str) -> None:
+    def __init__(
+        self, config: OtelConfig, version: str, provider: trace.TracerProvider | None = None
+    ) -> None:
+        """``provider``: a tracer provider of the caller's to record the server's spans with (no
+        exporter is created then, and the global provider is left alone)."""
         self._config = config
         self._version = version
+        self._given = provider
         self._provider: Any = None
 
     @property
     def enabled(self) -> bool:
-        return self._config.exporter_type is not None
+        return self._given is not None or self._config.exporter_type is not None
 
     def tracer(self, name: str) -> trace.Tracer:
         """The server's own tracer: the SDK one while started, else no-op."""
@@ -194,6 +192,9 @@ class Tracing:
         )
 
     def start(self) -> None:
+        if self._given is not None:
+            self._provider = self._given
+            return
         if self._config.exporter_type is None:
             return
         exporter = _create_exporter(self._config.exporter_type)
@@ -213,64 +214,9 @@ class Tracing:
 
     def stop(self) -> None:
         provider, self._provider = self._provider, None
-        if provider is None:
-            return
-        _SWITCH.remove(provider)
+        if provider is None or provider is self._given:
+            return  # a provider given to the server is its owner's to flush and shut down
+        if _globals.tracer_switch is not None:
+            _globals.tracer_switch.remove(provider)
         provider.force_flush()
         provider.shutdown()
-
-
-class _HeaderGetter(Getter[Mapping[str, Sequence[Any]]]):
-    def get(self, carrier: Mapping[str, Sequence[Any]], key: str) -> list[str] | None:
-        values = carrier.get(key.lower())
-        return [v if isinstance(v, str) else v.decode("latin-1") for v in values] if values else None
-
-    def keys(self, carrier: Mapping[str, Sequence[Any]]) -> list[str]:
-        return list(carrier)
-
-
-_GETTER = _HeaderGetter()
-_PROPAGATOR = TraceContextTextMapPropagator()
-
-
-class SpanMiddleware(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
-    """Holds the call's SERVER span (the RPC handler makes it current) and ends it with the call."""
-
-    __slots__ = ("span",)
-
-    def __init__(self, span: trace.Span) -> None:
-        super().__init__()
-        self.span = span
-
-    def call_completed(self, exception: BaseException | None) -> None:
-        span = self.span
-        if exception is not None:
-            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
-            span.set_attribute("error.type", type(exception).__name__)
-        span.end()
-
-
-class TracingMiddlewareFactory(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
-    """Starts a SERVER span per call, continuing the caller's trace when asked to."""
-
-    def __init__(self, tracing: Tracing, extract_context: bool) -> None:
-        super().__init__()
-        self._tracing = tracing
-        self._extract = extract_context
-        self._tracer: trace.Tracer | None = None
-
-    def start_call(
-        self, info: pyarrow.flight.CallInfo, headers: Mapping[str, Sequence[Any]]
-    ) -> SpanMiddleware:
-        tracer = self._tracer
-        if tracer is None:
-            tracer = self._tracer = self._tracing.tracer("gooddata_flight_server")
-        name = RPC_METHOD_NAMES.get(info.method, str(info.method))
-        parent = _PROPAGATOR.extract(headers, getter=_GETTER) if self._extract else None
-        span = tracer.start_span(
-            name,
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "apache_arrow_flight", "rpc.service": _RPC_SERVICE, "rpc.method": name},
-        )
-        return SpanMiddleware(span)

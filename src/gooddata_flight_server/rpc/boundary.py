@@ -5,16 +5,16 @@ INTERNAL with an ErrorInfo carrying a reference id, the traceback logged once un
 clients never see a server traceback (pyarrow would otherwise format it into the status message).
 The table of what becomes what is ``errors.classify``.
 
-The boundary also covers data streams the server builds: pyarrow pulls their batches after the
-handler returned, so a failure while streaming needs the same treatment. Streams a user builds
-as ``pyarrow.flight.GeneratorStream`` keep pyarrow's own handling: pyarrow does not expose their
-source, so it cannot be guarded from here.
+The boundary also covers what runs after a handler returned: pyarrow pulls the items of a result
+iterator and the batches of a stream the server builds later, so a failure there needs the same
+treatment. Streams a user builds as ``pyarrow.flight.GeneratorStream`` keep pyarrow's own handling:
+pyarrow does not expose their source, so it cannot be guarded from here.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 import pyarrow
@@ -23,11 +23,13 @@ import structlog
 from opentelemetry import trace
 
 from gooddata_flight_server.errors.classify import for_client
-from gooddata_flight_server.observability.tracing import SPAN_MIDDLEWARE_KEY
+from gooddata_flight_server.rpc.call import CallInfo
 
-__all__ = ["call_span", "guarded", "guarded_stream", "reject"]
+__all__ = ["counted_batches", "guarded", "guarded_stream", "reject"]
 
 log = structlog.get_logger(__name__)
+
+Count = Callable[[int, int], None]
 
 
 def reject(method: str, error: Exception) -> NoReturn:
@@ -41,23 +43,17 @@ def reject(method: str, error: Exception) -> NoReturn:
     raise answer from None
 
 
-def call_span(context: pyarrow.flight.ServerCallContext) -> trace.Span | None:
-    """The call's SERVER span when tracing is on (see the tracing middleware), else None."""
-    middleware = context.get_middleware(SPAN_MIDDLEWARE_KEY)
-    return None if middleware is None else middleware.span
-
-
-def guarded(method: str, items: Iterable[Any], context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
+def guarded(method: str, items: Iterable[Any], call: CallInfo | None) -> Iterable[Any]:
     """Keep the boundary (and the call's span) around results that run code while pyarrow iterates."""
     if isinstance(items, (list, tuple)):
         return items
-    return _guard_iter(method, iter(items), call_span(context))
+    return _guard_iter(method, iter(items), None if call is None else call.span)
 
 
 def _guard_iter(method: str, items: Iterator[Any], span: trace.Span | None) -> Iterator[Any]:
-    # pyarrow pulls each item after the handler returned, each time on a fresh thread state: each
-    # pull runs in a copy of the handler's context (what the handler bound stays visible) with the
-    # call's span made current again, so spans and log lines of the code behind it join the call
+    # pyarrow pulls each item after the handler returned: each pull runs in a copy of the handler's
+    # context (what the handler bound stays visible) with the call's span made current again, so
+    # spans and log lines of the code behind it join the call
     context = contextvars.copy_context()
     try:
         while True:
@@ -80,11 +76,21 @@ def _next(items: Iterator[Any], span: trace.Span | None) -> Any:
         return next(items)
 
 
+def counted_batches(batches: Iterable[Any], count: Count) -> Iterator[Any]:
+    """Yield the batches (or tables) of a stream, counting each from its metadata (no copy)."""
+    for item in batches:
+        data = item[0] if isinstance(item, tuple) else item
+        if isinstance(data, (pyarrow.RecordBatch, pyarrow.Table)):
+            count(data.num_rows, data.nbytes)
+        yield item
+
+
 def guarded_stream(
-    schema: pyarrow.Schema,
-    batches: Iterable[Any],
-    context: pyarrow.flight.ServerCallContext,
-    method: str = "DoGet",
+    schema: pyarrow.Schema, batches: Iterable[Any], call: CallInfo | None, method: str = "DoGet"
 ) -> pyarrow.flight.FlightDataStream:
-    """A stream of batches (a RecordBatchReader, or any iterable of batches) behind the boundary."""
-    return pyarrow.flight.GeneratorStream(schema, _guard_iter(method, iter(batches), call_span(context)))
+    """A stream of batches (a RecordBatchReader, or any iterable of batches) behind the boundary,
+    counted into the call's books when they are kept."""
+    if call is not None and call.started:
+        batches = counted_batches(batches, call.count_sent)
+    span = None if call is None else call.span
+    return pyarrow.flight.GeneratorStream(schema, _guard_iter(method, iter(batches), span))

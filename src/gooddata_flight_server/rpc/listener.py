@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import pyarrow.flight
 import structlog
@@ -50,16 +50,13 @@ def _bind_problem(config: ServerConfig, error: Exception) -> str:
 
 
 class FlightListener:
+    """A lifecycle subsystem: binds in ``start()``, serves the methods given to ``serve()``, shuts
+    down in ``begin_drain()`` (on a thread of its own) and settles in ``stop()``."""
+
     def __init__(
-        self,
-        config: ServerConfig,
-        middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory],
-        count_data: bool = False,
-        traced: bool = False,
+        self, config: ServerConfig, middleware: Mapping[str, pyarrow.flight.ServerMiddlewareFactory]
     ):
         self._config = config
-        self._count_data = count_data
-        self._traced = traced
         self._middleware = middleware
         self._service: FlightService | None = None
         self._drained = threading.Event()
@@ -81,8 +78,6 @@ class FlightListener:
                 # the root certificate is read only when both use_tls and use_mtls are on
                 verify_client=config.tls_root_cert is not None,
                 root_certificates=config.tls_root_cert,
-                count_data=self._count_data,
-                traced=self._traced,
             )
         except Exception as e:
             raise OSError(
@@ -99,10 +94,13 @@ class FlightListener:
         assert self._service is not None, "listener not started"
         self._service.methods = methods
 
-    def begin_drain(self, on_drained: Callable[[], None]) -> None:
-        """Stop accepting calls and wait for in-flight ones on a separate thread; idempotent."""
-        if self._service is None or self._shutdown_thread is not None:
-            on_drained()
+    def begin_drain(self) -> None:
+        """Stop accepting calls and wait for in-flight ones on a separate thread (``shutdown()``
+        blocks until they end and must not run on an RPC thread); idempotent."""
+        if self._shutdown_thread is not None:
+            return
+        if self._service is None:
+            self._drained.set()
             return
         service = self._service
 
@@ -113,7 +111,6 @@ class FlightListener:
                 log.exception("flight_shutdown_failed")
             finally:
                 self._drained.set()
-                on_drained()
 
         self._shutdown_thread = threading.Thread(target=_shutdown, name="gdfs-flight-shutdown", daemon=True)
         self._shutdown_thread.start()
@@ -122,12 +119,15 @@ class FlightListener:
     def drained(self) -> bool:
         return self._drained.is_set()
 
+    def wait_drained(self, timeout: float) -> bool:
+        return self._drained.wait(max(0.0, timeout))
+
     def stop(self) -> None:
         if self._service is None:
             return
         if self._shutdown_thread is None:
             # stopped without a drain (startup failed half-way): nothing is in flight yet
-            self.begin_drain(lambda: None)
+            self.begin_drain()
             self._drained.wait()
         if not self._drained.wait(_SETTLE_SEC):  # a forced stop with nothing in flight settles at once
             log.warning(

@@ -1,29 +1,29 @@
-"""The pyarrow Flight server that delegates to the user's methods through one error boundary.
+"""The pyarrow Flight server that hands each RPC to the user's methods through one error boundary.
 
-Every RPC goes gate → middleware → handler here → user method; every handler passes what its user
-method raised through :func:`gooddata_flight_server.rpc.boundary.reject`, makes the call's span
-current while the user's code runs (when tracing is on) and tells the call's books (when metrics
-are on) what data moved and how to tell a client cancellation.
+Every RPC goes edge middleware → handler here → user method. One handler body serves all eight:
+it makes the call's span current while the user's code runs (when tracing is on), passes what the
+user's method raised through :func:`~gooddata_flight_server.rpc.boundary.reject`, and shapes what
+it returned: results that iterate stay behind the boundary, data the server streams is counted.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 import pyarrow
 import pyarrow.flight
 from opentelemetry import trace
 
 from gooddata_flight_server.methods import FlightServerMethods
-from gooddata_flight_server.rpc.boundary import call_span, guarded, guarded_stream, reject
-from gooddata_flight_server.rpc.counting import CountingReader, counted_batches
-from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY, CallFinalizer
+from gooddata_flight_server.rpc.boundary import guarded, guarded_stream, reject
+from gooddata_flight_server.rpc.call import CALL_INFO_KEY, CallInfo
 
 __all__ = ["FlightService"]
 
 _NO_SPAN = contextlib.nullcontext()
+Context: TypeAlias = pyarrow.flight.ServerCallContext
 
 
 class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
@@ -39,9 +39,6 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         tls_certificates: list[tuple[bytes, bytes]] | None = None,
         verify_client: bool = False,
         root_certificates: bytes | None = None,
-        *,
-        count_data: bool = False,
-        traced: bool = False,
     ) -> None:
         super().__init__(
             location,
@@ -51,119 +48,89 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             middleware=dict(middleware),
         )
         self.methods: FlightServerMethods = FlightServerMethods()
-        self._traced = traced
-        self._count_data = count_data
 
-    def _enter(self, context: pyarrow.flight.ServerCallContext) -> contextlib.AbstractContextManager[Any]:
-        """Per-call prologue: the span to make current while the handler runs, and the books.
-
-        The tracing middleware cannot make the span current in ``start_call``: pyarrow enters Python
-        on gRPC threads with a fresh thread state per callback, so a context attached there is gone
-        by the time the handler runs.
-        """
-        if self._count_data:
-            finalizer = _finalizer(context)
-            if finalizer is not None:
-                finalizer.server_context = context  # lets the call's end tell a client cancellation
-        if not self._traced:
-            return _NO_SPAN
-        span = call_span(context)
-        return _NO_SPAN if span is None else trace.use_span(span, end_on_exit=False)
-
-    def list_flights(self, context: pyarrow.flight.ServerCallContext, criteria: bytes) -> Iterable[Any]:
+    def _handle(self, method: str, context: Context, run: Callable[[], Any]) -> tuple[Any, CallInfo | None]:
+        """Run the user's method for the call: the span current, errors through the boundary."""
+        call: CallInfo | None = context.get_middleware(CALL_INFO_KEY)
+        span = None if call is None else call.span
         try:
-            with self._enter(context):
-                return guarded("ListFlights", self.methods.list_flights(context, criteria), context)
+            with _NO_SPAN if span is None else trace.use_span(span, end_on_exit=False):
+                return run(), call
         except Exception as e:
-            reject("ListFlights", e)
+            reject(method, e)
 
-    def get_flight_info(
-        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
-    ) -> pyarrow.flight.FlightInfo:
-        try:
-            with self._enter(context):
-                return self.methods.get_flight_info(context, descriptor)
-        except Exception as e:
-            reject("GetFlightInfo", e)
+    @staticmethod
+    def _streams(call: CallInfo | None, context: Context) -> None:
+        """The answer streams after the handler returned: the call's end may need to tell whether
+        the client went away (only asked when metrics are on)."""
+        if call is not None and call.started:
+            call.context = context
 
-    def get_schema(
-        self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
-    ) -> pyarrow.flight.SchemaResult:
-        try:
-            with self._enter(context):
-                return self.methods.get_schema(context, descriptor)
-        except Exception as e:
-            reject("GetSchema", e)
+    def list_flights(self, context: Context, criteria: bytes) -> Iterable[Any]:
+        items, call = self._handle(
+            "ListFlights", context, lambda: self.methods.list_flights(context, criteria)
+        )
+        self._streams(call, context)
+        return guarded("ListFlights", items, call)
+
+    def get_flight_info(self, context: Context, descriptor: pyarrow.flight.FlightDescriptor) -> Any:
+        return self._handle(
+            "GetFlightInfo", context, lambda: self.methods.get_flight_info(context, descriptor)
+        )[0]
+
+    def get_schema(self, context: Context, descriptor: pyarrow.flight.FlightDescriptor) -> Any:
+        return self._handle("GetSchema", context, lambda: self.methods.get_schema(context, descriptor))[0]
 
     def do_put(
         self,
-        context: pyarrow.flight.ServerCallContext,
+        context: Context,
         descriptor: pyarrow.flight.FlightDescriptor,
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.FlightMetadataWriter,
     ) -> None:
-        try:
-            with self._enter(context):
-                self.methods.do_put(context, descriptor, self._counting(context, reader), writer)
-        except Exception as e:
-            reject("DoPut", e)
+        _, call = self._handle(
+            "DoPut", context, lambda: self.methods.do_put(context, descriptor, reader, writer)
+        )
+        _count_received(call, reader)
 
-    def do_get(
-        self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
-    ) -> pyarrow.flight.FlightDataStream:
-        try:
-            with self._enter(context):
-                stream = self.methods.do_get(context, ticket)
-        except Exception as e:
-            reject("DoGet", e)
+    def do_get(self, context: Context, ticket: pyarrow.flight.Ticket) -> pyarrow.flight.FlightDataStream:
+        stream, call = self._handle("DoGet", context, lambda: self.methods.do_get(context, ticket))
+        self._streams(call, context)
         # a Table or RecordBatchReader returned as it is: streamed (and counted) by the server
         if isinstance(stream, pyarrow.Table):
-            finalizer = _finalizer(context)
-            if finalizer is not None:
-                finalizer.count_sent(stream.num_rows, stream.nbytes, once_complete=True)
+            if call is not None:
+                call.sent_if_complete = (stream.num_rows, stream.nbytes)
             return pyarrow.flight.RecordBatchStream(stream)
         if isinstance(stream, pyarrow.RecordBatchReader):
-            finalizer = _finalizer(context) if self._count_data else None
-            batches = stream if finalizer is None else counted_batches(stream, finalizer.count_sent)
-            return guarded_stream(stream.schema, batches, context)
+            return guarded_stream(stream.schema, stream, call)
         return stream
 
     def do_exchange(
         self,
-        context: pyarrow.flight.ServerCallContext,
+        context: Context,
         descriptor: pyarrow.flight.FlightDescriptor,
         reader: pyarrow.flight.MetadataRecordBatchReader,
         writer: pyarrow.flight.MetadataRecordBatchWriter,
     ) -> None:
-        try:
-            with self._enter(context):
-                self.methods.do_exchange(context, descriptor, self._counting(context, reader), writer)
-        except Exception as e:
-            reject("DoExchange", e)
+        _, call = self._handle(
+            "DoExchange", context, lambda: self.methods.do_exchange(context, descriptor, reader, writer)
+        )
+        self._streams(call, context)
+        _count_received(call, reader)
 
-    def list_actions(self, context: pyarrow.flight.ServerCallContext) -> Iterable[Any]:
-        try:
-            with self._enter(context):
-                return guarded("ListActions", self.methods.list_actions(context), context)
-        except Exception as e:
-            reject("ListActions", e)
+    def list_actions(self, context: Context) -> Iterable[Any]:
+        items, call = self._handle("ListActions", context, lambda: self.methods.list_actions(context))
+        self._streams(call, context)
+        return guarded("ListActions", items, call)
 
-    def do_action(
-        self, context: pyarrow.flight.ServerCallContext, action: pyarrow.flight.Action
-    ) -> Iterable[Any]:
-        try:
-            with self._enter(context):
-                return guarded("DoAction", self.methods.do_action(context, action), context)
-        except Exception as e:
-            reject("DoAction", e)
-
-    def _counting(self, context: pyarrow.flight.ServerCallContext, reader: Any) -> Any:
-        if not self._count_data:
-            return reader
-        finalizer = _finalizer(context)
-        return reader if finalizer is None else CountingReader(reader, finalizer.count_received)
+    def do_action(self, context: Context, action: pyarrow.flight.Action) -> Iterable[Any]:
+        items, call = self._handle("DoAction", context, lambda: self.methods.do_action(context, action))
+        self._streams(call, context)
+        return guarded("DoAction", items, call)
 
 
-def _finalizer(context: pyarrow.flight.ServerCallContext) -> CallFinalizer | None:
-    finalizer: CallFinalizer | None = context.get_middleware(CALL_FINALIZER_KEY)
-    return finalizer
+def _count_received(call: CallInfo | None, reader: pyarrow.flight.MetadataRecordBatchReader) -> None:
+    """The batches the service read from the client, from the reader's own statistics (the service
+    reads the real pyarrow reader: rows and bytes are counted only where the server reads itself)."""
+    if call is not None and call.started:
+        call.received_batches = reader.stats.num_record_batches

@@ -2,10 +2,9 @@
 
 A service submits a :class:`Task` to the server's :class:`TaskExecutor` (``ctx.task_executor``),
 waits for its :class:`TaskExecutionResult`, hands the client a ticket holding the task id, and
-streams the result on DoGet with :func:`task_result_stream`.
+streams the result on DoGet (``FlightServerMethods.do_get_task_result``).
 """
 
-from gooddata_flight_server.tasks.stream import task_result_stream
 from gooddata_flight_server.tasks.task import Task
 from gooddata_flight_server.tasks.task_error import TaskError
 from gooddata_flight_server.tasks.task_executor import (
@@ -38,5 +37,4 @@ __all__ = [
     "TaskResult",
     "TaskWaitTimeoutError",
     "ThreadTaskExecutor",
-    "task_result_stream",
 ]

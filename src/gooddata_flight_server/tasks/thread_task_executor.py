@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import pyarrow.flight
 import structlog
+from prometheus_client.registry import CollectorRegistry
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.observability.log_limit import LogLimiter
@@ -121,10 +122,12 @@ class ThreadTaskExecutor(TaskExecutor):
         *,
         config: TaskExecutorConfig | None = None,
         stop_wait: Callable[[], float] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """The server builds it with ``config`` (its ServerConfig) and ``stop_wait``; the positional
         arguments are the original package's, for executors built outside a server, which start on
-        their first ``submit``. ``metric_prefix`` names the metrics (``<prefix>_task_queue`` ...)."""
+        their first ``submit``. ``metric_prefix`` names the metrics (``<prefix>_task_queue`` ...),
+        registered in ``registry`` (prometheus_client's default registry unless given)."""
         if config is None:
             config = TaskExecutorSettings(
                 task_threads=task_threads,
@@ -133,6 +136,7 @@ class ThreadTaskExecutor(TaskExecutor):
             )
         self._config = config
         self._metric_prefix = metric_prefix
+        self._registry = registry
         self._stop_wait = stop_wait
         self._lock = threading.Lock()
         self._expiry_cond = threading.Condition(self._lock)
@@ -168,7 +172,7 @@ class ThreadTaskExecutor(TaskExecutor):
             raise ValueError("task_threads and task_close_threads must be at least 1")
         if config.task_result_ttl_sec < 0 or config.task_queue_size < 0:
             raise ValueError("task_result_ttl_sec and task_queue_size must not be negative")
-        self._metrics = task_metrics(self._metric_prefix)
+        self._metrics = task_metrics(self._metric_prefix, self._registry)
         self._metrics.queues.track(self)
         self._reaper = threading.Thread(target=self._reap, name="gdfs-task-reaper", daemon=True)
         self._reaper.start()

@@ -1,13 +1,13 @@
 """Compatibility: the original package's module path; see ``gooddata_flight_server.methods`` and
-``.loader``.
+``.methods_provider``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-from gooddata_flight_server.loader import load_methods_factory
 from gooddata_flight_server.methods import FlightServerMethodsFactory, flight_server_methods
+from gooddata_flight_server.methods_provider import load_methods_factory
 
 __all__ = ["flight_server_methods", "get_methods_factory"]
 

@@ -1,5 +1,5 @@
-"""Compatibility: the original package's module path; see ``gooddata_flight_server.rpc.middleware``."""
+"""Compatibility: the original package's module path; see ``gooddata_flight_server.rpc.call``."""
 
-from gooddata_flight_server.rpc.middleware import CallFinalizer, CallInfo
+from gooddata_flight_server.rpc.call import CallFinalizer, CallInfo
 
 __all__ = ["CallFinalizer", "CallInfo"]

@@ -3,7 +3,7 @@
 The data of a result stays locked (see :meth:`FlightDataTaskResult.acquire_data`) for as long as
 the stream runs, and pyarrow streams *after* ``do_get`` returned. The one moment we learn that the
 stream is over -- sent in full, failed, or abandoned by a client that disconnected -- is the end of
-the call, so the lock is released by the call finalizer middleware, never by ``do_get`` itself.
+the call, so the lock is released when the call ends (``CallInfo.on_end``), never by ``do_get``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pyarrow.flight
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.rpc.boundary import guarded_stream
-from gooddata_flight_server.rpc.counting import counted_batches
-from gooddata_flight_server.rpc.middleware import CALL_FINALIZER_KEY
+from gooddata_flight_server.rpc.call import CALL_INFO_KEY, CallInfo
 from gooddata_flight_server.tasks.task_executor import TaskExecutor
 from gooddata_flight_server.tasks.task_result import FlightDataTaskResult
 
@@ -25,7 +24,7 @@ __all__ = ["task_result_stream"]
 
 
 def _released_at_end(batches: Iterable[Any], on_end: Callable[[], None]) -> Iterator[Any]:
-    """Fallback when there is no call finalizer: end of iteration, or the generator being dropped
+    """Fallback without the server's middleware: end of iteration, or the generator being dropped
     by pyarrow when the client goes away, releases the data."""
     try:
         yield from batches
@@ -72,20 +71,16 @@ def task_result_stream(
             if single_use:
                 result.close()
 
-    finalizer = context.get_middleware(CALL_FINALIZER_KEY)
-    if finalizer is None:
+    call: CallInfo | None = context.get_middleware(CALL_INFO_KEY)
+    if call is None:
         # Served outside GoodDataFlightServer (no middleware): tie the release to the iteration.
         batches = data.to_batches() if isinstance(data, pyarrow.Table) else data
         return pyarrow.flight.GeneratorStream(result.get_schema(), _released_at_end(batches, release))
-    try:
-        finalizer.register_on_end(release)
-    except BaseException:
-        release()
-        raise
-    # count what is sent for the gdfs_rpc_sent_* metrics: tables from their metadata, streams per batch
+    call.on_end.append(release)
+    # counted for the gdfs_rpc_sent_* metrics: a table from its metadata, a stream per batch
     if isinstance(data, pyarrow.Table):
-        finalizer.count_sent(data.num_rows, data.nbytes, once_complete=True)
+        call.sent_if_complete = (data.num_rows, data.nbytes)
         return pyarrow.flight.RecordBatchStream(data)
     # a reader or iterable runs code (a cursor, a generator) while it streams: keep it behind the boundary
     schema = data.schema if isinstance(data, pyarrow.RecordBatchReader) else result.get_schema()
-    return guarded_stream(schema, counted_batches(data, finalizer.count_sent), context)
+    return guarded_stream(schema, data, call)
