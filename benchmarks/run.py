@@ -111,12 +111,17 @@ def framework_config(port: int, auth: bool, table_mib: int, extra: dict[str, obj
     return "\n".join(lines)
 
 
-def start_framework(tmp: Path, auth: bool, table_mib: int, tag: str = "") -> Server:
+def start_framework(
+    tmp: Path, auth: bool, table_mib: int, tag: str = "", env_extra: dict[str, str] | None = None
+) -> Server:
+    """The framework service through its CLI; ``env_extra`` sets environment variables (settings
+    such as ``GOODDATA_FLIGHT_SERVER__HOLD_THREAD_STATE=false``), none are inherited."""
     port = free_port()
     name = f"framework-{'on' if auth else 'off'}{tag}"
     config = tmp / f"{name}.toml"
     config.write_text(framework_config(port, auth, table_mib))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOODDATA_FLIGHT_")}
+    env.update(env_extra or {})
     args = [
         sys.executable,
         "-m",
@@ -142,12 +147,17 @@ def start_original(tmp: Path, auth: bool, table_mib: int) -> Server:
 
 
 @contextlib.contextmanager
-def servers(tmp: Path, auth: bool, table_mib: int, peer: bool, skipped: list[str]) -> Iterator[list[Server]]:
+def servers(
+    tmp: Path, auth: bool, table_mib: int, peer: bool, skipped: list[str], *, framework_env: dict[str, str]
+) -> Iterator[list[Server]]:
     """Raw, framework and (if ``peer``) original servers, serving.
 
     An original that does not start is left out, and why is added to ``skipped``.
     """
-    started = [start_raw(tmp, auth, table_mib), start_framework(tmp, auth, table_mib)]
+    started = [
+        start_raw(tmp, auth, table_mib),
+        start_framework(tmp, auth, table_mib, env_extra=framework_env),
+    ]
     if peer:
         started.append(start_original(tmp, auth, table_mib))
     try:
@@ -352,15 +362,25 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help=f"also run the service on the original gooddata-flight-server {original.ORIGINAL_VERSION}",
     )
+    parser.add_argument(
+        "--framework-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable for the framework servers "
+        "(e.g. GOODDATA_FLIGHT_SERVER__HOLD_THREAD_STATE=false)",
+    )
     args = parser.parse_args(argv)
     wanted = args.workloads.split(",")
+    framework_env = dict(item.split("=", 1) for item in args.framework_env)
 
     started = time.monotonic()
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"pyarrow {pyarrow.__version__}; table {args.table_mib} MiB; {args.reps} reps "
         f"({args.big_reps} for DoGet/DoPut); small calls {args.seconds:g} s each; "
-        f"load average {_loadavg()} (other work on the machine adds noise)",
+        f"load average {_loadavg()} (other work on the machine adds noise)"
+        + (f"; framework env {framework_env}" if framework_env else ""),
         flush=True,
     )
     table = big_table(args.table_mib) if "doput" in wanted else None
@@ -395,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             if not workloads:
                 break
             auth = mode == "on"
-            with servers(tmp, auth, big, peer, peer_skipped) as serving:
+            with servers(tmp, auth, big, peer, peer_skipped, framework_env=framework_env) as serving:
                 for name, unit, run, reps in workloads:
                     row = Row(name, mode, unit)
                     measure(row, run, serving, auth=auth, reps=reps)

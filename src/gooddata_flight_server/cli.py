@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             logging_config=args.logging_config,
             dev_log=args.dev_log,
+            setup_logging=True,  # whatever the methods module did to logging while it was imported
             debug=args.debug,
         )
     return EXIT_USAGE  # pragma: no cover - argparse refuses unknown commands

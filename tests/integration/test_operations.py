@@ -209,6 +209,8 @@ def test_metrics_count_calls_outcomes_and_data() -> None:
     assert ("gdfs_arrow_pool_peak_bytes", ()) in after
     assert ("gdfs_task_queue", ()) in after
     assert _value(after, "gdfs_rpc_in_flight") == 0
+    assert _value(after, "gdfs_http_open_connections", endpoint="metrics") >= 1, "the scrape's own connection"
+    assert ("gdfs_http_open_connections", (("endpoint", "health"),)) in after
 
 
 def test_in_flight_gauge_counts_running_calls() -> None:

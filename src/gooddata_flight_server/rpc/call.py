@@ -49,7 +49,6 @@ class CallInfo(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
         "_info",
         "context",
         "ended",
-        "hold",
         "method",
         "on_end",
         "received",
@@ -75,7 +74,6 @@ class CallInfo(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
         self.sent_if_complete: tuple[int, int] | None = None  # a Table: counted only if sent in full
         self.received: list[int] | None = None  # [rows, bytes] the server read from the client itself
         self.received_batches = 0  # record batches the service read from the client (DoPut, DoExchange)
-        self.hold: Any = None  # the thread state held for the call (rpc._threadstate)
         self.ended = False
         self._end: Callable[[CallInfo, BaseException | None], None] | None = None
 

@@ -1,16 +1,18 @@
 """The RPC edge: the one middleware factory every call passes through.
 
-pyarrow enters Python for every middleware callback of every call (each factory's ``start_call``,
-each per-call object's ``call_completed``), and on gRPC's threads each entry may create and destroy
-a Python thread state; what a small call costs is mostly that (benchmarks/README.md). So one factory
-does all the per-call work at the start (the availability gate, token authentication, the in-flight
-count, the metrics clock, the call's span, the thread-state hold) and one per-call object, the
-:class:`~gooddata_flight_server.rpc.call.CallInfo`, closes the call's books when it ends.
+pyarrow bundles the Python middleware of a call into one C++ middleware: all factories'
+``start_call`` run in one entry into Python, and the per-call objects' ``sending_headers``,
+``call_completed`` and destruction in one entry each. On gRPC's threads each entry may create and
+destroy a Python thread state, which is most of what a small call costs (benchmarks/README.md). So
+the edge factory does all the per-call work at the start (the availability gate, token
+authentication, the in-flight count, the metrics clock, the call's span) and its per-call object,
+the :class:`~gooddata_flight_server.rpc.call.CallInfo`, closes the call's books when it ends.
 
 The keys handlers know stay as they were: ``"call_info"`` is that object; ``"call_finalizer"`` and
 (with token authentication) ``"auth_token"`` are two tiny factories that hand out views of the
-same call. They run after the edge on the same thread, with its thread state already held, and
-their objects have no Python ``call_completed``: cheap.
+same call. Last comes the thread-state hold (``hold_thread_state``, see ``rpc._threadstate``): its
+object keeps the thread's Python state from the call's first entry into Python to its last one,
+the destruction of pyarrow's per-call middleware, which releases it.
 
 Order matters: only the edge may refuse a call, before anything is taken; once it returns, pyarrow
 is bound to end the call, which releases what the edge took.
@@ -75,7 +77,6 @@ class Edge(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
         tracing: Tracing | None = None,
         *,
         extract_context: bool = False,
-        hold_thread_state: bool = True,
     ) -> None:
         super().__init__()
         self._gate = gate
@@ -84,7 +85,6 @@ class Edge(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._tracer: trace.Tracer | None = None
         self._extract = extract_context
-        self._hold = hold_thread_state
         self._current = threading.local()  # the call whose start_calls run on this thread now
 
     def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> CallInfo:
@@ -113,8 +113,6 @@ class Edge(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
             call.span = self._start_span(method, headers)
         self._current.call = call
         self._current.token = token_data
-        if self._hold:
-            call.hold = _threadstate.hold()
         return call
 
     def end(self, call: CallInfo, exception: BaseException | None) -> None:
@@ -132,9 +130,6 @@ class Edge(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
         finally:
             call.context = None
             self._gate.leave()
-            taken, call.hold = call.hold, None
-            if taken is not None:
-                _threadstate.release(taken)  # the last thing: nothing of this call runs after it
 
     def current(self) -> tuple[CallInfo, Any]:
         """The call (and its token data) whose middleware is being made on this thread."""
@@ -220,12 +215,46 @@ class _AuthTokenKey(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[mis
         return self._no_data if token_data is None else TokenAuthMiddleware(token_data=token_data)
 
 
-def middleware(edge: Edge, with_auth_token: bool) -> dict[str, pyarrow.flight.ServerMiddlewareFactory]:
-    """The factories to register with pyarrow, in order: the edge first, then its views."""
+class _Held(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
+    """Holds the thread's Python state while pyarrow keeps the call's middleware, and releases it
+    when pyarrow destroys them: the last time the call enters Python (``rpc._threadstate``).
+
+    Only pyarrow's per-call wrapper refers to it (under a key no handler asks for), so it goes
+    exactly when that wrapper goes; if anything kept it longer, the release would be deferred to
+    its own thread by ``_threadstate.release``, never done on a wrong one.
+    """
+
+    __slots__ = ("_taken",)
+
+    def __init__(self, taken: _threadstate.Hold) -> None:
+        super().__init__()
+        self._taken = taken
+
+    def __del__(self) -> None:
+        _threadstate.release(self._taken)
+
+
+class _HoldKey(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Registered last: runs once nothing can refuse the call any more."""
+
+    def start_call(self, info: pyarrow.flight.CallInfo, headers: dict[str, list[Any]]) -> _Held:
+        return _Held(_threadstate.hold())
+
+
+_HOLD_KEY = "gdfs_thread_state_hold"
+
+
+def middleware(
+    edge: Edge, *, with_auth_token: bool, hold_thread_state: bool = True
+) -> dict[str, pyarrow.flight.ServerMiddlewareFactory]:
+    """The factories to register with pyarrow, in order: the edge first, then its views, then the
+    thread-state hold (pyarrow calls them in this order; a dict keeps it)."""
     factories: dict[str, pyarrow.flight.ServerMiddlewareFactory] = {
         CALL_INFO_KEY: edge,
         CALL_FINALIZER_KEY: _FinalizerKey(edge),
     }
     if with_auth_token:
         factories[AUTH_TOKEN_KEY] = _AuthTokenKey(edge)
+    if hold_thread_state:
+        factories[_HOLD_KEY] = _HoldKey()
     return factories

@@ -44,6 +44,7 @@ def run(
     *,
     logging_config: str | os.PathLike[str] | None = None,
     dev_log: bool = False,
+    setup_logging: bool | None = None,
     config: ServerConfig | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     debug: bool = False,
@@ -52,6 +53,7 @@ def run(
 
     ``methods`` is a methods provider spec (``"pkg.module"`` or ``"pkg.module:factory"``, looked up
     from the current directory and the installed packages), a factory, or a methods object.
+    Logging is set up as :func:`create_server` does it; the CLI always sets it up.
     """
     try:
         factory = load_methods_factory(_with_cwd(methods)) if isinstance(methods, str) else methods
@@ -60,6 +62,7 @@ def run(
             config_files,
             logging_config=logging_config,
             dev_log=dev_log,
+            setup_logging=setup_logging,
             config=config,
             settings=settings,
         )

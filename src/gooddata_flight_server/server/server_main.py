@@ -33,7 +33,7 @@ from gooddata_flight_server.health import HealthCheckServer, ServerHealthMonitor
 from gooddata_flight_server.housekeeping import MemoryHousekeeping
 from gooddata_flight_server.methods import FlightServerMethods, FlightServerMethodsFactory
 from gooddata_flight_server.observability.exposition import MetricsServer
-from gooddata_flight_server.observability.logging import configure_logging
+from gooddata_flight_server.observability.logging import configure_logging, logging_configured
 from gooddata_flight_server.observability.metrics import auth_metrics, memory_metrics, rpc_metrics
 from gooddata_flight_server.observability.tracing import Tracing
 from gooddata_flight_server.rpc.edge import Edge, middleware
@@ -105,9 +105,11 @@ class GoodDataFlightServer:
             self._rpc_metrics,
             self._tracing,
             extract_context=config.otel_config.extract_context_from_headers,
-            hold_thread_state=config.hold_thread_state,
         )
-        self._listener = FlightListener(config, middleware(edge, with_auth_token=self._auth is not None))
+        factories = middleware(
+            edge, with_auth_token=self._auth is not None, hold_thread_state=config.hold_thread_state
+        )
+        self._listener = FlightListener(config, factories)
         self._metrics_http: MetricsServer | _Off = (
             MetricsServer(config.metrics_host, config.metrics_port, registry=registry)
             if config.metrics_host is not None
@@ -401,11 +403,11 @@ def create_server(
     methods: FlightServerMethods | FlightServerMethodsFactory,
     config_files: Sequence[str | os.PathLike[str]] = (),
     logging_config: str | os.PathLike[str] | None = None,
-    dev_log: bool = True,
+    dev_log: bool = False,
     *,
     config: ServerConfig | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
-    setup_logging: bool = True,
+    setup_logging: bool | None = None,
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> GoodDataFlightServer:
@@ -420,10 +422,12 @@ def create_server(
     server's metrics (``prometheus_client.REGISTRY`` by default); ``tracer_provider`` records its
     spans instead of an exporter of its own.
 
-    Logging is process-wide, configured as in the original package (from ``logging_config``, or the
-    shipped default; ``dev_log`` for console-friendly output). With ``setup_logging=False`` the
-    logging and structlog setup already in place is left alone (tests capturing logs with ``caplog``
-    or ``structlog.testing`` want that).
+    Logging is process-wide. It is configured (from ``logging_config``, or the shipped default; JSON
+    lines, or console lines with ``dev_log`` as with the CLI's ``--dev-log``) when ``setup_logging``
+    is True, or when it is None (the default) and either ``logging_config`` is given or the root
+    logger has no handlers yet. An application that set up logging itself keeps its handlers and its
+    structlog configuration (pass ``setup_logging=True`` to have the server's set up anyway);
+    ``setup_logging=False`` never touches logging.
     """
     if not isinstance(methods, FlightServerMethods) and not callable(methods):
         raise TypeError(
@@ -436,6 +440,8 @@ def create_server(
         dynaconf, problems = settings_from(config_files, settings), tuple(config_warnings(config))
     if config.authentication_method is AuthenticationMethod.Token and config.token_verification:
         check_strategy(config.token_verification, dynaconf)  # bad settings fail here, before any bind
+    if setup_logging is None:
+        setup_logging = logging_config is not None or not logging_configured()
     if setup_logging:
         configure_logging(
             logging_config=logging_config,
