@@ -7,7 +7,8 @@ everything below talks to it over the network, the way any Flight client would:
 1. ListFlights: the tables it serves;
 2. a query: GetFlightInfo runs it as a task on the server, DoGet fetches the result;
 3. DoPut: upload a table, then append to it, then query it with the demo data;
-4. a long query cancelled through the ``cancel`` action;
+4. a long query polled and given up on, and one cancelled with Flight's standard CancelFlightInfo
+   action (``gooddata_flight_server.client``);
 5. bad input: an invalid query and a DoPut whose schema clashes, each a structured error;
 6. the same server through Flight SQL, with the ADBC driver: a query, the catalog, a prepared
    statement with a parameter, an update with its row count, a bulk ingest;
@@ -39,6 +40,8 @@ import pyarrow.flight as flight
 from prometheus_client.parser import text_string_to_metric_families
 
 import gooddata_flight_server as gf
+from gooddata_flight_server import client as gfc
+from gooddata_flight_server.flight_protocol import expiration_of
 
 EXAMPLES = Path(__file__).resolve().parent
 START_TIMEOUT_SEC = 60.0
@@ -253,9 +256,13 @@ def tour(server: DemoServer) -> None:
 
     heading("3. A query: GetFlightInfo runs it as a task, DoGet fetches the result")
     print("   " + REVENUE_SQL.replace("\n", "\n   "))
-    info, revenue = query(client, REVENUE_SQL)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(REVENUE_SQL))
     endpoint = info.endpoints[0]
     print(f"   endpoint {endpoint.locations[0].uri.decode()}, ticket {endpoint.ticket.ticket.decode()}")
+    print(f"   the result waits to be read until {expiration_of(endpoint)} (expiration_time)")
+    renewed = gfc.renew_flight_endpoint(client, endpoint)
+    print(f"   RenewFlightEndpoint -> until {expiration_of(renewed)}")
+    revenue = client.do_get(renewed.ticket).read_all()
     show_table(revenue)
 
     heading("4. DoPut: upload a new table, append to it, query it together with the demo data")
@@ -265,7 +272,14 @@ def tour(server: DemoServer) -> None:
     print(f"   upload sales_targets (2 rows) -> {upload(client, 'sales_targets', more)}")
     show_table(query(client, TARGETS_SQL)[1])
 
-    heading("5. A long query, cancelled through the 'cancel' action")
+    heading("5. Long queries: polled, then given up on; cancelled with CancelFlightInfo")
+    endless = flight.FlightDescriptor.for_command(ENDLESS_SQL)
+    started = time.monotonic()
+    try:
+        gfc.get_flight_info(client, endless, timeout=3.0)  # x-quiver-pollable: POLL answers while it runs
+        raise RuntimeError("the endless query finished")
+    except TimeoutError as e:
+        print(f"   gfc.get_flight_info(timeout=3) -> after {time.monotonic() - started:.1f} s: {e}")
     errors: list[flight.FlightError] = []
 
     def run_endless() -> None:
@@ -283,7 +297,9 @@ def tour(server: DemoServer) -> None:
     if not running:
         raise RuntimeError("the long query did not show up in list-queries")
     print(f"   list-queries -> {running}")
-    print(f"   cancel       -> {action(client, 'cancel', running[0]['task_id'].encode())}")
+    ticket = flight.Ticket(running[0]["task_id"].encode())  # the ticket the waiting client will get
+    info = flight.FlightInfo(pyarrow.schema([]), endless, [flight.FlightEndpoint(ticket, [])], -1, -1)
+    print(f"   CancelFlightInfo -> {gfc.cancel_flight_info(client, info).name}")
     caller.join(30)
     if not errors:
         raise RuntimeError("the cancelled query did not fail")

@@ -3,9 +3,11 @@
 - ListFlights: one FlightInfo per table (schema, row count, a path descriptor naming the table).
   ``criteria``, when given, is a table name prefix.
 - GetFlightInfo: the descriptor is a SQL SELECT (command) or a table name (path). The query runs as
-  a task on the server's task executor; the FlightInfo's endpoint carries the task id as its ticket
-  and this server's advertised location, so with several replicas the client comes back to the one
-  that holds the result.
+  a task on the server's task executor (``task_flight_info``); the FlightInfo's endpoint carries the
+  task id as its ticket, this server's advertised location (with several replicas the client comes
+  back to the one that holds the result) and ``expiration_time``. With the request header
+  ``x-quiver-pollable`` a long query answers POLL errors to retry with instead of blocking; the
+  server answers the standard ``CancelFlightInfo`` and ``RenewFlightEndpoint`` actions for it.
 - DoGet: streams a task's result (once; unread results are dropped after ``task_result_ttl_sec``).
 - GetSchema: the schema of a table or of a query's result, without running the query.
 - DoPut: the descriptor path names a table; the uploaded stream creates it, or is appended to it if
@@ -34,14 +36,13 @@ from .config import SqlServiceConfig
 from .database import Database, quote_identifier
 from .errors import ClientError
 from .metrics import service_metrics
-from .query import QueryTask
+from .query import QueryState, QueryTask
 
 __all__ = ["SqlServiceMethods"]
 
 log = structlog.get_logger("sql_service")
 
 _TASK_ID = re.compile(r"[0-9a-f]{32}")
-_CLIENT_CHECK_SEC = 0.25
 """How often a GetFlightInfo waiting for its query checks that its client is still there."""
 _LOGGED_SQL_CHARS = 200
 
@@ -118,6 +119,25 @@ class SqlServiceMethods(gf.FlightServerMethods):
     def get_flight_info(
         self, context: pyarrow.flight.ServerCallContext, descriptor: pyarrow.flight.FlightDescriptor
     ) -> pyarrow.flight.FlightInfo:
+        # the framework runs the round trip: submit, wait (cancelling the query if the client goes
+        # away or call_deadline_sec passes), answer the FlightInfo whose ticket is the task id and
+        # whose endpoint expires with the result; with the x-quiver-pollable header it polls
+        try:
+            info = self.task_flight_info(context, self._ctx, descriptor, self._query_task)
+        except pyarrow.flight.FlightError as e:
+            error = gf.ErrorInfo.maybe_from_pyarrow_error(e)
+            code = gf.ErrorCode.INTERNAL_ERROR if error is None else error.code
+            if code != gf.ErrorCode.POLL:  # a poll is no outcome: the query still runs
+                self._count(_outcome(code))
+                log.info(
+                    "query_ended", code=gf.ErrorCode.name(code), error=None if error is None else error.msg
+                )
+            raise
+        self._count("ok")
+        log.info("query_finished", ticket=info.endpoints[0].ticket.ticket.decode())
+        return info
+
+    def _query_task(self, descriptor: pyarrow.flight.FlightDescriptor) -> QueryTask:
         with _client_errors():
             sql = self._sql_for(descriptor)
         cmd = (
@@ -134,9 +154,10 @@ class SqlServiceMethods(gf.FlightServerMethods):
             config.query_timeout_sec,
             in_memory_bytes=config.in_memory_result_kb * 1024,
         )
+        with self._queries_lock:
+            self._queries[task.task_id] = task
         log.info("query_submitted", task_id=task.task_id, sql=_short(sql))
-        execution = self._run(context, task)
-        return self._flight_info(descriptor, execution)
+        return task
 
     def do_get(
         self, context: pyarrow.flight.ServerCallContext, ticket: pyarrow.flight.Ticket
@@ -167,65 +188,6 @@ class SqlServiceMethods(gf.FlightServerMethods):
             return bytes(path[0]).decode("utf-8")
         except UnicodeDecodeError:
             raise ClientError("The table name must be UTF-8.") from None
-
-    def _run(self, context: pyarrow.flight.ServerCallContext, task: QueryTask) -> gf.TaskExecutionResult:
-        """Run the task and wait for it; cancel it if the client goes away (or its deadline passes)."""
-        executor = self._ctx.task_executor
-        with self._queries_lock:
-            self._queries[task.task_id] = task
-        try:
-            executor.submit(task)
-            while True:
-                try:
-                    execution = executor.wait_for_result(task.task_id, timeout=_CLIENT_CHECK_SEC)
-                except gf.TaskWaitTimeoutError:
-                    if context.is_cancelled():
-                        executor.cancel(task.task_id)
-                        self._count("cancelled")
-                        log.info("query_abandoned", task_id=task.task_id, reason="the client went away")
-                        raise gf.ErrorInfo.for_reason(
-                            gf.ErrorCode.COMMAND_CANCELLED,
-                            f"The query was cancelled because its caller went away (task {task.task_id}).",
-                        ).to_cancelled_error() from None
-                    continue
-                if execution is None:  # a concurrent `cancel` action dropped the finished result
-                    return gf.TaskExecutionResult(task.task_id, task.cmd, None, cancelled=True, error=None)
-                return execution
-        finally:
-            with self._queries_lock:
-                self._queries.pop(task.task_id, None)
-
-    def _flight_info(
-        self, descriptor: pyarrow.flight.FlightDescriptor, execution: gf.TaskExecutionResult
-    ) -> pyarrow.flight.FlightInfo:
-        task_id = execution.task_id
-        if execution.error is not None:
-            info = execution.error.error_info
-            self._count(_outcome(info.code))
-            log.info("query_failed", task_id=task_id, code=gf.ErrorCode.name(info.code), error=info.msg)
-            raise execution.error.as_flight_error(for_client=True)
-        if execution.cancelled:
-            self._count("cancelled")
-            log.info("query_cancelled", task_id=task_id)
-            raise gf.ErrorInfo.for_reason(
-                gf.ErrorCode.COMMAND_CANCELLED, f"The query was cancelled (task {task_id})."
-            ).to_server_error()
-        result = execution.result
-        if not isinstance(result, gf.FlightDataTaskResult):  # QueryTask returns Flight data only
-            raise TypeError(f"query task {task_id} returned {type(result).__name__}")
-        self._count("ok")
-        log.info("query_finished", task_id=task_id)
-        return pyarrow.flight.FlightInfo(
-            schema=result.get_schema(),
-            descriptor=descriptor,
-            endpoints=[
-                pyarrow.flight.FlightEndpoint(
-                    ticket=pyarrow.flight.Ticket(task_id.encode()), locations=[self._ctx.location]
-                )
-            ],
-            total_records=-1,
-            total_bytes=-1,
-        )
 
     def _count(self, outcome: str) -> None:
         self._metrics.queries.labels(outcome=outcome).inc()
@@ -302,6 +264,8 @@ class SqlServiceMethods(gf.FlightServerMethods):
 
     def _list_queries(self) -> list[dict[str, Any]]:
         with self._queries_lock:
+            for task_id in [t for t, task in self._queries.items() if task.state is QueryState.FINISHED]:
+                del self._queries[task_id]
             tasks = list(self._queries.values())
         now = time.time()
         return [

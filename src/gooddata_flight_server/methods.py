@@ -8,14 +8,16 @@ NOT_IMPLEMENTED.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow.flight
 
+from gooddata_flight_server.rpc import task_flow
 from gooddata_flight_server.rpc.call import CALL_FINALIZER_KEY, CALL_INFO_KEY, CallFinalizer, CallInfo
 from gooddata_flight_server.rpc.task_stream import task_result_stream
-from gooddata_flight_server.tasks import TaskExecutor
+from gooddata_flight_server.tasks import Task, TaskExecutionResult, TaskExecutor
 
 if TYPE_CHECKING:
     from gooddata_flight_server.context import ServerContext
@@ -87,6 +89,58 @@ class FlightServerMethods:
         locked while it streams and is released (single-use data closed) when the call ends.
         """
         return task_result_stream(context, task_executor, task_id)
+
+    # -- long-running queries: tasks behind GetFlightInfo ---------------------------------------
+
+    @staticmethod
+    def task_flight_info(
+        context: pyarrow.flight.ServerCallContext,
+        ctx: ServerContext,
+        descriptor: pyarrow.flight.FlightDescriptor,
+        create_task: Callable[[pyarrow.flight.FlightDescriptor], Task],
+    ) -> pyarrow.flight.FlightInfo:
+        """A whole GetFlightInfo answered by a task: submit ``create_task(descriptor)``, wait for it
+        and answer the FlightInfo of its result, whose one endpoint's ticket is the task id, at
+        ``ctx.location``, with ``expiration_time`` (when the result will be evicted; until then
+        DoGet can be retried, and RenewFlightEndpoint extends it). DoGet then streams it with
+        ``do_get_task_result(context, ctx.task_executor, ticket.ticket.decode())``.
+
+        A client that cancels the call, or whose deadline passes, gets its task cancelled; so does
+        the server's ``call_deadline_sec``, answering TIMEOUT. With the request header
+        ``x-quiver-pollable`` the call speaks GoodData FlexConnect's polling protocol instead: it
+        waits ``task_poll_interval_sec`` at most, then answers the retryable POLL error whose
+        RetryInfo holds the descriptors to retry or cancel with (``gooddata_flight_server.client``
+        follows it).
+        """
+        return task_flow.task_flight_info(
+            context,
+            ctx.task_executor,
+            descriptor,
+            create_task,
+            [ctx.location],
+            call_deadline_sec=ctx.config.call_deadline_sec,
+            poll_interval_sec=ctx.config.task_poll_interval_sec,
+        )
+
+    @staticmethod
+    def wait_for_task(
+        context: pyarrow.flight.ServerCallContext, ctx: ServerContext, task_id: str
+    ) -> TaskExecutionResult:
+        """Wait for a submitted task and return how it ended; cancel it when the client cancels the
+        call (COMMAND_CANCELLED) or ``call_deadline_sec`` passes (TIMEOUT)."""
+        deadline_sec = ctx.config.call_deadline_sec
+        deadline = time.monotonic() + deadline_sec if deadline_sec > 0 else None
+        return task_flow.wait_for_task(context, ctx.task_executor, task_id, deadline=deadline)
+
+    def task_id_for_ticket(self, ticket: bytes) -> str | None:
+        """The id of the task whose result a ticket fetches; None when the ticket names no task.
+
+        The server's standard actions use it: ``CancelFlightInfo`` cancels the tasks of a
+        FlightInfo's endpoints, ``RenewFlightEndpoint`` keeps an endpoint's result longer. By
+        default a ticket is the task id itself (what :meth:`task_flight_info` writes), or
+        FlexConnect's ``{"task_id": ...}`` JSON; override it for tickets of another shape.
+        """
+        return task_flow.ticket_task_id(ticket)
 
     def list_flights(
         self, context: pyarrow.flight.ServerCallContext, criteria: bytes

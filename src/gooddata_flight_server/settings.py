@@ -469,6 +469,25 @@ class ServerConfig:
         "limit. 0 means unbounded.",
         default_doc="1073741824 (1 GiB)",
     )
+    call_deadline_sec: float = _setting(
+        0.0,
+        "call_deadline_sec",
+        Number(0, inclusive=True),
+        _TASKS,
+        "Longest a GetFlightInfo may wait for its task, counted from the task's submission (polls "
+        "included), in the framework's task helpers (FlightServerMethods.task_flight_info, "
+        "wait_for_task) and the Flight SQL layer: past it the task is cancelled and the call answers "
+        "TIMEOUT. A client's own gRPC deadline cancels the task the same way. 0 means no deadline.",
+    )
+    task_poll_interval_sec: float = _setting(
+        2.0,
+        "task_poll_interval_sec",
+        Number(0, inclusive=False),
+        _TASKS,
+        "How long one GetFlightInfo of the polling protocol (request header x-quiver-pollable, as "
+        "GoodData FlexConnect clients send it) waits for the task before answering the retryable "
+        "POLL error that tells the client how to retry or cancel.",
+    )
     hold_thread_state: bool = _setting(
         True,
         "hold_thread_state",

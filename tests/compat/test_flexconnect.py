@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,8 @@ import pyarrow.flight as flight
 import pytest
 
 import gooddata_flight_server as gf
+from gooddata_flight_server import client as gfc
+from gooddata_flight_server.flight_protocol import CancelStatus
 from tests.compat.conftest import POLLING, FlexConnectServer, error_info, invocation, token
 from tests.compat.environment import CompatEnvironment
 
@@ -308,3 +311,42 @@ def test_sigterm_cancels_running_functions_and_exits_zero(
     assert server.mark(call, "cancelled").exists()
     assert server.mark(call, "stopped").exists()
     server.process.wait_for_event("server_stopped")
+
+
+def test_the_client_module_polls_flexconnect(server: FlexConnectServer) -> None:
+    """``gooddata_flight_server.client.get_flight_info`` follows FlexConnect's polls to the result."""
+    call = token()
+    outcome: list[object] = []
+    with server.client() as client:
+        poller = threading.Thread(
+            target=lambda: outcome.append(
+                gfc.get_flight_info(client, invocation("compat_gated", token=call), timeout=60)
+            )
+        )
+        poller.start()
+        server.wait_for_mark(call, "started")
+        server.mark(call, "release").touch()
+        poller.join(30)
+    (info,) = outcome
+    assert isinstance(info, flight.FlightInfo)
+    assert read(info).to_pydict() == {"value": [42]}
+
+
+def test_flexconnect_gets_the_standard_cancel_action_for_free(server: FlexConnectServer) -> None:
+    """FlexConnect writes ``{"task_id": ...}`` tickets; the server reads them, so the standard
+    CancelFlightInfo action cancels a running FlexConnect function with nothing written for it."""
+    call = token()
+    with server.client() as client:
+        with pytest.raises(flight.FlightTimedOutError) as first:
+            client.get_flight_info(invocation("compat_gated", token=call), POLLING)
+        retry = poll_error(first)
+        assert retry.retry_descriptor is not None
+        task_id = retry.retry_descriptor.command.removeprefix(b"r:").decode()
+        server.wait_for_mark(call, "started")
+        ticket = flight.Ticket(orjson.dumps({"task_id": task_id}))
+        info = flight.FlightInfo(
+            GATED_SCHEMA, invocation("compat_gated"), [flight.FlightEndpoint(ticket, [])], -1, -1
+        )
+        assert gfc.cancel_flight_info(client, info) in (CancelStatus.CANCELLED, CancelStatus.CANCELLING)
+        server.wait_for_mark(call, "cancelled")
+        assert "CancelFlightInfo" in [a.type for a in client.list_actions()]

@@ -148,7 +148,7 @@ def test_cancel_a_running_query_from_another_thread(service: Service, conn: Any)
         caller.join(10)
         assert not caller.is_alive()
         (abandoned,) = wait_until(
-            lambda: [e for e in logs if e["event"] == "flightsql_query_abandoned"], what="abandoned"
+            lambda: [e for e in logs if e["event"] == "task_call_abandoned"], what="abandoned"
         )
     assert len(errors) == 1 and "CANCELLED" in str(errors[0])
     assert abandoned["task_id"] == submitted["task_id"]

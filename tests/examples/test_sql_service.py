@@ -287,9 +287,11 @@ def test_query_timeout(start_service: Callable[..., Service]) -> None:
 
 
 def test_actions(service: Service) -> None:
-    """ListActions lists cancel, list-tables, list-queries and the Flight SQL actions; bad input refused."""
+    """ListActions lists cancel, list-tables, list-queries, the Flight SQL actions and the Flight
+    protocol's standard ones; bad input refused."""
     actions = {a.type: a.description for a in service.client.list_actions()}
     flight_sql = {"CreatePreparedStatement", "ClosePreparedStatement", "CancelFlightInfo", "CancelQuery"}
+    flight_sql.add("RenewFlightEndpoint")
     assert set(actions) == {"cancel", "list-tables", "list-queries"} | flight_sql
     tables = {t["name"]: t for t in service.action("list-tables")}
     assert tables["orders"]["num_rows"] == DEMO["orders"].num_rows

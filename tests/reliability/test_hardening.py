@@ -193,7 +193,9 @@ def test_no_error_sent_to_clients_holds_a_traceback_or_a_path() -> None:
             "GetFlightInfo (a failed task)": lambda: client.get_flight_info(descriptor),
             "DoGet (unknown ticket)": lambda: client.do_get(flight.Ticket(b"nope")).read_all(),
             "DoAction (fails mid-stream)": lambda: list(client.do_action(flight.Action("a", b""))),
-            "ListActions (not implemented)": lambda: list(client.list_actions()),
+            "CancelFlightInfo (bad body)": lambda: list(
+                client.do_action(flight.Action("CancelFlightInfo", b"\x0a"))
+            ),
         }
 
         def put() -> None:

@@ -520,3 +520,25 @@ def test_retry_info_equality() -> None:
     b = RetryInfo(retry_descriptor=pyarrow.flight.FlightDescriptor.for_command(b"b"))
     assert a != b
     assert a != "a"
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (None, "ok"),
+        (ErrorInfo.poll(), "poll"),
+        (ErrorInfo.for_reason(ErrorCode.TIMEOUT, "slow").to_timeout_error(), "timed_out"),
+        (pyarrow.flight.FlightTimedOutError("no ErrorInfo"), "timed_out"),
+        (ErrorInfo.for_reason(ErrorCode.INVALID_TICKET, "gone").to_user_error(), "bad_request"),
+        (ErrorInfo.for_reason(ErrorCode.COMMAND_CANCELLED, "stop").to_server_error(), "cancelled"),
+        (ErrorInfo.for_reason(ErrorCode.BACKPRESSURE, "full").to_unavailable_error(), "unavailable"),
+        (NotImplementedError("x"), "not_implemented"),
+        (ValueError("x"), "error"),
+    ],
+)
+def test_outcome_labels(error: BaseException | None, outcome: str) -> None:
+    """The metric outcome of an answer; a POLL is its own outcome, not a timeout (alerts count those)."""
+    from gooddata_flight_server.errors.classify import OUTCOMES, outcome_of
+
+    assert outcome_of(error) == outcome
+    assert outcome in OUTCOMES

@@ -105,8 +105,8 @@ def test_decodes_the_protocols_bytes(data: bytes, expected: object) -> None:
     assert codec.decode(data) == expected
 
 
-def test_decodes_cancel_query_and_cancel_flight_info() -> None:
-    """CancelQuery (in an Any) and CancelFlightInfo (bare) both carry a serialized FlightInfo in field 1."""
+def test_decodes_cancel_query() -> None:
+    """CancelQuery (in an Any) carries a serialized FlightInfo in field 1."""
     ticket = flight.Ticket(b"t")
     info = flight.FlightInfo(
         pyarrow.schema([("a", pyarrow.int8())]),
@@ -118,7 +118,6 @@ def test_decodes_cancel_query_and_cancel_flight_info() -> None:
     request = codec.decode(any_message("ActionCancelQueryRequest", field_bytes(1, info.serialize())))
     assert isinstance(request, codec.CancelQuery)
     assert request.info.endpoints[0].ticket == ticket
-    assert codec.decode_cancel_flight_info(field_bytes(1, info.serialize())) == info
 
 
 def test_encodes_answers_with_the_protocols_field_numbers() -> None:
@@ -129,7 +128,6 @@ def test_encodes_answers_with_the_protocols_field_numbers() -> None:
     ) == {1: [b"h"], 2: [b"ds"], 3: [b"ps"]}
     assert read_fields(codec.encode_update_result(42)) == {1: [42]}
     assert read_fields(codec.encode_update_result(-1)) == {1: [(1 << 64) - 1]}
-    assert read_fields(codec.encode_cancel_flight_info_result(flightsql.CancelStatus.CANCELLING)) == {1: [2]}
     assert unpack_any(
         codec.encode_cancel_query_result(flightsql.CancelStatus.NOT_CANCELLABLE), "ActionCancelQueryResult"
     ) == {1: [3]}
@@ -196,13 +194,6 @@ def test_malformed_messages_are_bad_argument(data: bytes, fragment: str) -> None
     info = gf.ErrorInfo.from_pyarrow_error(e.value)
     assert info.code == gf.ErrorCode.BAD_ARGUMENT
     assert fragment in info.msg
-
-
-def test_cancel_flight_info_body_must_hold_a_flight_info() -> None:
-    """A CancelFlightInfo body that is no CancelFlightInfoRequest, or holds no FlightInfo, is BAD_ARGUMENT."""
-    for body, fragment in [(b"\xff", "not a CancelFlightInfoRequest"), (b"", "holds no FlightInfo")]:
-        with pytest.raises(flight.FlightServerError, match=fragment):
-            codec.decode_cancel_flight_info(body)
 
 
 _NAMES = [

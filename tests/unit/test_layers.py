@@ -15,17 +15,17 @@ ROOT = Path(__file__).resolve().parents[2] / "src" / PACKAGE
 # Lowest first: a module may import from its own layer and the layers before it, never after it.
 # Modules that only re-export for compatibility with the original package's paths are the top.
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "_files", "_globals", "exceptions", "errors"),
+    ("_version", "_files", "_globals", "exceptions", "errors", "flight_protocol"),
     ("_settings_parse", "settings", "_settings_load", "_sample_config"),
     ("observability.log_limit", "observability.logging", "observability.metrics", "observability.tracing"),
     ("health", "_http", "observability.exposition", "housekeeping", "_derived"),
     ("tasks",),
     ("context", "loader"),
     ("auth",),
-    ("rpc.call", "rpc.gate", "rpc._threadstate", "rpc.boundary", "rpc.task_stream"),
+    ("rpc.call", "rpc.gate", "rpc._threadstate", "rpc.boundary", "rpc.task_stream", "rpc.task_flow"),
     ("methods", "methods_provider"),
     ("rpc",),
-    ("server", "testing", "cli", "__main__", "flightsql"),
+    ("server", "testing", "cli", "__main__", "flightsql", "client"),
     ("__init__", "config", "utils", "server.base", "server.flight_rpc", "server.auth"),
 ]
 

@@ -62,6 +62,8 @@ SERVER_SETTINGS = (
     "otel_extract_context",
     "shutdown_timeout_sec",
     "hold_thread_state",
+    "call_deadline_sec",
+    "task_poll_interval_sec",
 )
 
 

@@ -62,6 +62,7 @@ OUTCOMES: Final = (
     "unauthorized",
     "unavailable",  # NOT_READY, SHUTTING_DOWN, BACKPRESSURE ...
     "timed_out",
+    "poll",  # the polling protocol's "not ready yet, retry": a normal answer, not a failure
     "not_implemented",
     "internal",
     "error",  # anything else
@@ -125,10 +126,12 @@ def outcome_of(exception: BaseException | None, cancelled: bool = False) -> str:
         return "cancelled" if cancelled else "ok"
     for kind, label in _OUTCOME_OF_CLASS:
         if isinstance(exception, kind):
-            if label == "server_error":
+            if label in ("server_error", "timed_out"):
                 info = ErrorInfo.maybe_from_pyarrow_error(exception)
-                if info is not None:
+                if info is not None and label == "server_error":
                     return _OUTCOME_OF_CODE.get(info.code & CODE_MASK, label)
+                if info is not None and info.code & CODE_MASK == ErrorCode.POLL & CODE_MASK:
+                    return "poll"
             return label
     return "error"
 

@@ -22,7 +22,6 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "pip install 'gooddata-flight-server[flightsql]'"
     ) from e
 
-from gooddata_flight_server.flightsql.cancellation import cancel_task, cancel_tasks
 from gooddata_flight_server.flightsql.codec import NotFlightSql
 from gooddata_flight_server.flightsql.commands import (
     CancelStatus,
@@ -63,6 +62,7 @@ from gooddata_flight_server.flightsql.sql_info import (
     SqlSupportedTransaction,
     sql_info_table,
 )
+from gooddata_flight_server.tasks.cancellation import cancel_task, cancel_tasks
 
 __all__ = [
     "CATALOGS_SCHEMA",

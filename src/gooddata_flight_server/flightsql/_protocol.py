@@ -1,17 +1,15 @@
 """The protobuf messages of the Flight SQL protocol that this layer reads and writes, declared in code.
 
 Flight SQL clients pack their commands into ``google.protobuf.Any`` messages whose type URL names a
-message of the package ``arrow.flight.protocol.sql``; cancellation uses two messages of Flight itself
-(package ``arrow.flight.protocol``). The declarations below follow the protocol: same package, same
-message names, same field numbers and types, so the bytes are exactly what any Flight SQL client
-sends and expects. Only the messages this layer decodes or encodes are declared; the names of the
-rest are listed in :data:`UNSUPPORTED` so that a client asking for one learns that it is not
-supported rather than that it is unknown.
+message of the package ``arrow.flight.protocol.sql`` (Flight's own ``CancelFlightInfo`` action is
+the core's: ``gooddata_flight_server.flight_protocol``). The declarations below follow the protocol:
+same package, same message names, same field numbers and types, so the bytes are exactly what any
+Flight SQL client sends and expects. Only the messages this layer decodes or encodes are declared;
+the names of the rest are listed in :data:`UNSUPPORTED` so that a client asking for one learns that
+it is not supported rather than that it is unknown.
 
-One deliberate simplification: ``CancelFlightInfoRequest.info`` is declared as ``bytes`` instead of
-the ``FlightInfo`` message. A nested message and a ``bytes`` field share the same wire encoding, and
-pyarrow parses those bytes into a ``pyarrow.flight.FlightInfo`` (Flight SQL's own deprecated
-``ActionCancelQueryRequest`` declares it the same way).
+``ActionCancelQueryRequest.info`` holds a serialized FlightInfo as ``bytes``, as the protocol
+declares it; pyarrow parses those bytes into a ``pyarrow.flight.FlightInfo``.
 
 The descriptors are built on first use into a pool of their own, so nothing is registered in
 protobuf's default pool (where an application may have generated classes of the same names).
@@ -25,10 +23,9 @@ from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["FLIGHT_PACKAGE", "SQL_PACKAGE", "UNSUPPORTED", "flight_message", "sql_message"]
+__all__ = ["SQL_PACKAGE", "UNSUPPORTED", "sql_message"]
 
 SQL_PACKAGE: Final = "arrow.flight.protocol.sql"
-FLIGHT_PACKAGE: Final = "arrow.flight.protocol"
 
 _F = descriptor_pb2.FieldDescriptorProto
 _STRING: Final = _F.TYPE_STRING
@@ -245,38 +242,10 @@ def _sql_file() -> descriptor_pb2.FileDescriptorProto:
     return file
 
 
-def _flight_file() -> descriptor_pb2.FileDescriptorProto:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="gooddata_flight_server/flightsql/arrow_flight_cancel.proto",
-        package=FLIGHT_PACKAGE,
-        syntax="proto3",
-    )
-    file.enum_type.append(
-        _enum(
-            "CancelStatus",
-            (
-                "CANCEL_STATUS_UNSPECIFIED",
-                "CANCEL_STATUS_CANCELLED",
-                "CANCEL_STATUS_CANCELLING",
-                "CANCEL_STATUS_NOT_CANCELLABLE",
-            ),
-        )
-    )
-    file.message_type.append(_message("CancelFlightInfoRequest", (_Field("info", 1, _BYTES),)))
-    file.message_type.append(
-        _message(
-            "CancelFlightInfoResult",
-            (_Field("status", 1, _ENUM, type_name=f".{FLIGHT_PACKAGE}.CancelStatus"),),
-        )
-    )
-    return file
-
-
 @functools.cache
 def _pool() -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_sql_file())
-    pool.Add(_flight_file())
     return pool
 
 
@@ -289,9 +258,3 @@ def sql_message(name: str) -> Any:
     if name not in _SQL_MESSAGES:
         raise KeyError(name)
     return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{SQL_PACKAGE}.{name}"))
-
-
-@functools.cache
-def flight_message(name: str) -> Any:
-    """The message class of ``arrow.flight.protocol.<name>`` (the cancellation messages)."""
-    return message_factory.GetMessageClass(_pool().FindMessageTypeByName(f"{FLIGHT_PACKAGE}.{name}"))

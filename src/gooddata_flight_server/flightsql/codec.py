@@ -18,7 +18,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
 from gooddata_flight_server.flightsql._errors import bad_request, not_supported
-from gooddata_flight_server.flightsql._protocol import SQL_PACKAGE, UNSUPPORTED, flight_message, sql_message
+from gooddata_flight_server.flightsql._protocol import SQL_PACKAGE, UNSUPPORTED, sql_message
 from gooddata_flight_server.flightsql.commands import (
     CancelStatus,
     ClosePreparedStatement,
@@ -44,8 +44,6 @@ __all__ = [
     "NotFlightSql",
     "StatementTicket",
     "decode",
-    "decode_cancel_flight_info",
-    "encode_cancel_flight_info_result",
     "encode_cancel_query_result",
     "encode_prepared_statement_result",
     "encode_statement_ticket",
@@ -192,18 +190,6 @@ def _flight_info(data: bytes, what: str) -> pyarrow.flight.FlightInfo:
         raise bad_request(f"{what}: the info field is not a serialized FlightInfo ({e})") from None
 
 
-def decode_cancel_flight_info(body: bytes) -> pyarrow.flight.FlightInfo:
-    """The FlightInfo in the body of the CancelFlightInfo action (a bare ``CancelFlightInfoRequest``)."""
-    request = flight_message("CancelFlightInfoRequest")()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as e:
-        raise bad_request(f"The body of CancelFlightInfo is not a CancelFlightInfoRequest ({e})") from None
-    if not request.info:
-        raise bad_request("The CancelFlightInfoRequest holds no FlightInfo.")
-    return _flight_info(request.info, "CancelFlightInfoRequest")
-
-
 def encode_statement_ticket(handle: bytes) -> bytes:
     return pack("TicketStatementQuery", sql_message("TicketStatementQuery")(statement_handle=handle))
 
@@ -219,11 +205,6 @@ def encode_prepared_statement_result(handle: bytes, dataset_schema: bytes, param
 def encode_update_result(record_count: int) -> bytes:
     """The DoPut metadata of an update or ingest: a bare ``DoPutUpdateResult`` (no Any)."""
     return bytes(sql_message("DoPutUpdateResult")(record_count=record_count).SerializeToString())
-
-
-def encode_cancel_flight_info_result(status: CancelStatus) -> bytes:
-    """The body of the CancelFlightInfo result: a bare ``CancelFlightInfoResult``."""
-    return bytes(flight_message("CancelFlightInfoResult")(status=int(status)).SerializeToString())
 
 
 def encode_cancel_query_result(status: CancelStatus) -> bytes:

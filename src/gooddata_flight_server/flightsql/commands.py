@@ -13,6 +13,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gooddata_flight_server.flight_protocol import CancelStatus
+
 __all__ = [
     "CancelStatus",
     "ClosePreparedStatement",
@@ -49,17 +51,6 @@ class TableExists(enum.IntEnum):
     FAIL = 1
     APPEND = 2
     REPLACE = 3
-
-
-class CancelStatus(enum.IntEnum):
-    """The answer to CancelFlightInfo (Flight's ``CancelStatus``)."""
-
-    UNSPECIFIED = 0
-    CANCELLED = 1
-    """Done: the query will not produce (more) data."""
-    CANCELLING = 2
-    """Asked to stop; it may still be running for a moment."""
-    NOT_CANCELLABLE = 3
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pyarrow.flight
 
 from gooddata_flight_server._version import __version__
 from gooddata_flight_server.context import ServerContext
+from gooddata_flight_server.flight_protocol import endpoint_expiring_at
 from gooddata_flight_server.flightsql import codec, schemas
 from gooddata_flight_server.flightsql._errors import bad_request, not_supported
 from gooddata_flight_server.flightsql._requests import (
@@ -32,9 +33,7 @@ from gooddata_flight_server.flightsql._requests import (
     metadata_schema,
     request_name,
 )
-from gooddata_flight_server.flightsql._running import run_query_task
 from gooddata_flight_server.flightsql._upload import read_upload
-from gooddata_flight_server.flightsql.cancellation import cancel_tasks
 from gooddata_flight_server.flightsql.commands import (
     CancelStatus,
     ClosePreparedStatement,
@@ -60,7 +59,9 @@ from gooddata_flight_server.flightsql.sql_info import (
     sql_info_table,
 )
 from gooddata_flight_server.methods import FlightServerMethods
+from gooddata_flight_server.rpc import task_flow
 from gooddata_flight_server.tasks import Task
+from gooddata_flight_server.tasks.cancellation import cancel_tasks
 
 __all__ = ["FlightSqlMethods"]
 
@@ -199,10 +200,13 @@ class FlightSqlMethods(FlightServerMethods):
 
     def task_id_for_ticket(self, ticket: bytes) -> str | None:
         """The id of the task whose result a ticket fetches, if it is a ``TicketStatementQuery`` of
-        this layer; None for any other ticket (a metadata ticket, or no Flight SQL at all)."""
+        this layer; the plain Flight methods' answer for a ticket that is no Flight SQL at all; None
+        for any other ticket (a metadata ticket)."""
         try:
             request = codec.decode(ticket)
-        except (codec.NotFlightSql, pyarrow.flight.FlightError, NotImplementedError):
+        except codec.NotFlightSql:
+            return None if self._fallback is None else self._fallback.task_id_for_ticket(ticket)
+        except (pyarrow.flight.FlightError, NotImplementedError):
             return None
         if not isinstance(request, codec.StatementTicket):
             return None
@@ -313,9 +317,6 @@ class FlightSqlMethods(FlightServerMethods):
     ) -> Iterable[pyarrow.flight.Result]:
         kind = action.type
         body = action.body.to_pybytes() if action.body is not None else b""
-        if kind == "CancelFlightInfo":
-            status = self.cancel_flight_info(context, codec.decode_cancel_flight_info(body))
-            return [pyarrow.flight.Result(codec.encode_cancel_flight_info_result(status))]
         expected = ACTION_REQUESTS.get(kind)
         if expected is None:
             if kind in UNSUPPORTED_ACTIONS:
@@ -394,9 +395,15 @@ class FlightSqlMethods(FlightServerMethods):
         descriptor: pyarrow.flight.FlightDescriptor,
         task: Task,
     ) -> pyarrow.flight.FlightInfo:
-        result = run_query_task(context, self._ctx.task_executor, task)
+        executor = self._ctx.task_executor
+        executor.submit(task)
+        # the caller goes away (or call_deadline_sec passes): the query's task is cancelled
+        result = task_flow.task_result(self.wait_for_task(context, self._ctx, task.task_id))
         ticket = codec.encode_statement_ticket(task.task_id.encode("ascii"))
         endpoint = pyarrow.flight.FlightEndpoint(ticket, self.endpoint_locations())
+        expires = executor.result_expiration(task.task_id)
+        if expires is not None:
+            endpoint = endpoint_expiring_at(endpoint, expires)
         return pyarrow.flight.FlightInfo(result.get_schema(), descriptor, [endpoint], -1, -1)
 
     def _create_prepared(

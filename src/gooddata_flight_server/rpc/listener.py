@@ -18,6 +18,7 @@ import structlog
 from gooddata_flight_server.methods import FlightServerMethods
 from gooddata_flight_server.rpc.service import FlightService
 from gooddata_flight_server.settings import ServerConfig
+from gooddata_flight_server.tasks import TaskExecutor
 
 __all__ = ["FlightListener", "listen_uri"]
 
@@ -90,8 +91,11 @@ class FlightListener:
             mtls=config.tls_root_cert is not None,
         )
 
-    def serve(self, methods: FlightServerMethods) -> None:
+    def serve(self, methods: FlightServerMethods, task_executor: TaskExecutor | None = None) -> None:
+        """Hand calls to ``methods``; with ``task_executor`` the server answers the standard
+        CancelFlightInfo and RenewFlightEndpoint actions for its tasks (``rpc.standard_actions``)."""
         assert self._service is not None, "listener not started"
+        self._service.task_executor = task_executor
         self._service.methods = methods
 
     def begin_drain(self) -> None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import pyarrow
 import pyarrow.flight
 from opentelemetry import trace
 
 from gooddata_flight_server.methods import FlightServerMethods
+from gooddata_flight_server.rpc import standard_actions
 from gooddata_flight_server.rpc.boundary import guarded, guarded_stream, reject
 from gooddata_flight_server.rpc.call import CALL_INFO_KEY, CallInfo
+from gooddata_flight_server.tasks import TaskExecutor
 
 __all__ = ["FlightService"]
 
@@ -27,7 +29,8 @@ Context: TypeAlias = pyarrow.flight.ServerCallContext
 
 
 class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
-    """Binds on construction (pyarrow starts serving at once); ``methods`` is set once the factory ran.
+    """Binds on construction (pyarrow starts serving at once); ``methods`` (and the task executor
+    the standard actions use) are set once the factory ran.
 
     Until then the availability gate rejects every call, so handlers never see ``methods`` unset.
     """
@@ -48,6 +51,7 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
             middleware=dict(middleware),
         )
         self.methods: FlightServerMethods = FlightServerMethods()
+        self.task_executor: TaskExecutor | None = None
 
     def _handle(self, method: str, context: Context, run: Callable[[], Any]) -> tuple[Any, CallInfo | None]:
         """Run the user's method for the call: the span current, errors through the boundary."""
@@ -119,12 +123,24 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         _count_received(call, reader)
 
     def list_actions(self, context: Context) -> Iterable[Any]:
-        items, call = self._handle("ListActions", context, lambda: self.methods.list_actions(context))
+        actions, call = self._handle("ListActions", context, lambda: self._list_actions(context))
         self._streams(call, context)
-        return guarded("ListActions", items, call)
+        return cast(list[Any], actions)
+
+    def _list_actions(self, context: Context) -> list[Any]:
+        try:
+            own = list(self.methods.list_actions(context))
+        except NotImplementedError:
+            own = []
+        return own if self.task_executor is None else standard_actions.with_standard_actions(own)
 
     def do_action(self, context: Context, action: pyarrow.flight.Action) -> Iterable[Any]:
-        items, call = self._handle("DoAction", context, lambda: self.methods.do_action(context, action))
+        executor = self.task_executor
+        if executor is not None and action.type in standard_actions.NAMES:
+            run = lambda: standard_actions.answer(self.methods, executor, context, action)  # noqa: E731
+        else:
+            run = lambda: self.methods.do_action(context, action)  # noqa: E731
+        items, call = self._handle("DoAction", context, run)
         self._streams(call, context)
         return guarded("DoAction", items, call)
 

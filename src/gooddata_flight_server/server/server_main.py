@@ -337,7 +337,7 @@ class GoodDataFlightServer:
         if self._auth is not None:
             self._auth.activate(ctx)  # the strategy's create(ctx), once, before any call gets through
         methods = self._create_methods(ctx)
-        self._listener.serve(methods)
+        self._listener.serve(methods, self._task_executor)
         # the service's own shutdown hook runs once the calls have drained, before the task
         # executor and the rest stop (pushed last onto the stack, so it unwinds first)
         stack.callback(_shut_down_service, methods)

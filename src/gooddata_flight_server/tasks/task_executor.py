@@ -67,6 +67,20 @@ class TaskExecutor(abc.ABC):
         ``time.perf_counter()`` to enforce a deadline on the whole call.
         """
 
+    # Not abstract: executors written for the original package have neither; the server then
+    # leaves endpoints without expiration_time and answers RenewFlightEndpoint with INVALID_TICKET.
+
+    def result_expiration(self, task_id: str) -> float | None:
+        """When a finished task's outcome will be evicted, as a ``time.time()`` reading; None for an
+        unknown id, a task still running, or an executor that does not tell."""
+        return None
+
+    def renew_result(self, task_id: str) -> float | None:
+        """Keep a finished task's outcome for another full TTL from now and return its new
+        expiration (``time.time()``); None when there is no such outcome to keep (unknown or
+        evicted id, task still running) or the executor cannot renew."""
+        return None
+
 
 class TaskExecutorConfig(Protocol):
     """The settings the executor reads; ``ServerConfig`` has them (this keeps tasks below settings)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import enum
 import functools
+import heapq
 import logging
 import threading
 import time
@@ -66,6 +67,7 @@ class _Entry:
     __slots__ = (
         "context",
         "done",
+        "expires",
         "outcome",
         "state",
         "stored_bytes",
@@ -82,6 +84,7 @@ class _Entry:
         self.submitted_mono = time.monotonic()
         self.state = _State.QUEUED
         self.outcome: TaskExecutionResult | None = None
+        self.expires = 0.0  # time.monotonic() of the outcome's eviction, once finished
         self.done = threading.Event()
 
 
@@ -110,7 +113,9 @@ class ThreadTaskExecutor(TaskExecutor):
 
     Costs per call do not grow with the number of stored outcomes: lookups are dict lookups and
     outcomes expire from a deque ordered by expiry (the TTL is the same for all, so appending at
-    finish keeps it ordered), watched by one reaper thread that sleeps until the next expiry.
+    finish keeps it ordered), watched by one reaper thread that sleeps until the next expiry. A
+    renewed outcome (RenewFlightEndpoint) moves, when its first expiry comes, to a heap ordered by
+    its new one: each outcome has one pending expiry at a time, in the deque or in the heap.
     """
 
     def __init__(
@@ -142,6 +147,8 @@ class ThreadTaskExecutor(TaskExecutor):
         self._expiry_cond = threading.Condition(self._lock)
         self._tasks: dict[str, _Entry] = {}
         self._expiry: deque[tuple[float, _Entry]] = deque()
+        self._renewed: list[tuple[float, int, _Entry]] = []  # heap: expiry, tie-breaker, entry
+        self._renewals = 0
         self._queued = 0
         self._running = 0
         self._stored_count = 0
@@ -217,6 +224,7 @@ class ThreadTaskExecutor(TaskExecutor):
             finished = list(self._tasks.values())
             self._tasks.clear()
             self._expiry.clear()
+            self._renewed.clear()
         for entry in late:
             entry.done.set()
         self._count_cancelled(len(late))
@@ -367,6 +375,31 @@ class ThreadTaskExecutor(TaskExecutor):
         entry = self._tasks.get(task_id)
         return None if entry is None else entry.submitted_perf
 
+    def result_expiration(self, task_id: str) -> float | None:
+        with self._lock:
+            entry = self._tasks.get(task_id)
+            if (
+                entry is None
+                or entry.state is not _State.FINISHED
+                or self._lifecycle is not _Lifecycle.STARTED
+            ):
+                return None
+            return time.time() + (entry.expires - time.monotonic())
+
+    def renew_result(self, task_id: str) -> float | None:
+        with self._lock:
+            entry = self._tasks.get(task_id)
+            if (
+                entry is None
+                or entry.state is not _State.FINISHED
+                or self._lifecycle is not _Lifecycle.STARTED
+            ):
+                return None
+            now = time.monotonic()
+            entry.expires = max(entry.expires, now + self._config.task_result_ttl_sec)
+            # no wake-up needed: a renewal only postpones, and the reaper looks again at the old expiry
+            return time.time() + (entry.expires - now)
+
     # -- metrics source -----------------------------------------------------------------------------
 
     @property
@@ -406,7 +439,8 @@ class ThreadTaskExecutor(TaskExecutor):
             self._stored_bytes += size
         if self._lifecycle is _Lifecycle.STARTED:
             was_empty = not self._expiry
-            self._expiry.append((time.monotonic() + self._config.task_result_ttl_sec, entry))
+            entry.expires = time.monotonic() + self._config.task_result_ttl_sec
+            self._expiry.append((entry.expires, entry))
             if was_empty:
                 self._expiry_cond.notify()
 
@@ -464,17 +498,27 @@ class ThreadTaskExecutor(TaskExecutor):
                         return
                     now = time.monotonic()
                     while self._expiry and self._expiry[0][0] <= now:
-                        _, entry = self._expiry.popleft()
-                        task_id = entry.task.task_id
-                        # Skip outcomes already gone (closed, cancelled); identity guards against
-                        # a new task that reused the id.
-                        if self._tasks.get(task_id) is entry:
-                            del self._tasks[task_id]
-                            expired.append(entry)
+                        self._expire_locked(self._expiry.popleft()[1], now, expired)
+                    while self._renewed and self._renewed[0][0] <= now:
+                        self._expire_locked(heapq.heappop(self._renewed)[2], now, expired)
                     if not expired:
-                        self._expiry_cond.wait(self._expiry[0][0] - now if self._expiry else None)
+                        heads = [queue[0][0] for queue in (self._expiry, self._renewed) if queue]
+                        self._expiry_cond.wait(min(heads) - now if heads else None)
             for entry in expired:
                 self._close_outcome(entry)
+
+    def _expire_locked(self, entry: _Entry, now: float, expired: list[_Entry]) -> None:
+        task_id = entry.task.task_id
+        # Skip outcomes already gone (closed, cancelled); identity guards against a new task that
+        # reused the id.
+        if self._tasks.get(task_id) is not entry:
+            return
+        if entry.expires > now:  # renewed since: wait for the new expiry
+            self._renewals += 1
+            heapq.heappush(self._renewed, (entry.expires, self._renewals, entry))
+            return
+        del self._tasks[task_id]
+        expired.append(entry)
 
     def _unstore(self, entry: _Entry) -> None:
         """Take a result out of the stored-result budget, once (it was evicted, closed or read)."""

@@ -1,10 +1,10 @@
-"""Cancelling the query behind a ticket: the one place that maps Flight's cancel requests to tasks.
+"""Cancelling the tasks behind a FlightInfo: the one place that maps Flight's cancel requests to tasks.
 
 Flight's ``CancelFlightInfo`` action (and Flight SQL's deprecated ``CancelQuery``) name a query by
 the FlightInfo the client got for it. The methods class turns each endpoint's ticket into a task id
-(``FlightSqlMethods.task_id_for_ticket``) and :func:`cancel_tasks` cancels those tasks through the
-server's task executor, using nothing but its public interface, so the same function serves any
-ticket format that maps to task ids.
+(``FlightServerMethods.task_id_for_ticket``) and :func:`cancel_tasks` cancels those tasks through
+the task executor, using nothing but its public interface, so the same function serves any ticket
+format that maps to task ids.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import structlog
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.flightsql.commands import CancelStatus
-from gooddata_flight_server.tasks import TaskExecutor, TaskWaitTimeoutError
+from gooddata_flight_server.flight_protocol import CancelStatus
+from gooddata_flight_server.tasks.task_executor import TaskExecutor, TaskWaitTimeoutError
 
 __all__ = ["cancel_task", "cancel_tasks"]
 
@@ -45,14 +45,14 @@ def cancel_tasks(executor: TaskExecutor, task_ids: Iterable[str]) -> CancelStatu
         task_id: cancel_task(executor, task_id) for task_id in task_ids
     }
     log.info(
-        "flightsql_cancel",
+        "tasks_cancel_requested",
         tasks={task_id: None if s is None else s.name for task_id, s in statuses.items()},
     )
     known = [status for status in statuses.values() if status is not None]
     if not known:
         raise ErrorInfo.for_reason(
             ErrorCode.INVALID_TICKET,
-            "No query of this FlightInfo is known here: its result was read already or expired, or it "
+            "No task of this FlightInfo is known here: its result was read already or expired, or it "
             "ran on another server.",
         ).to_user_error()
     for status in (CancelStatus.NOT_CANCELLABLE, CancelStatus.CANCELLING):
