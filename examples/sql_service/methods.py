@@ -155,6 +155,7 @@ class SqlServiceMethods(gf.FlightServerMethods):
             in_memory_bytes=config.in_memory_result_kb * 1024,
         )
         with self._queries_lock:
+            self._forget_ended_locked()
             self._queries[task.task_id] = task
         log.info("query_submitted", task_id=task.task_id, sql=_short(sql))
         return task
@@ -262,10 +263,21 @@ class SqlServiceMethods(gf.FlightServerMethods):
             for table in self._database.tables()
         ]
 
+    def _forget_ended_locked(self) -> None:
+        """Drop the queries that ended, or that the executor never took or forgot (refused with
+        BACKPRESSURE, cancelled while queued): what is left is what runs or waits to run."""
+        executor = self._ctx.task_executor
+        ended = [
+            task_id
+            for task_id, task in self._queries.items()
+            if task.state is QueryState.FINISHED or executor.get_task_submitted_timestamp(task_id) is None
+        ]
+        for task_id in ended:
+            del self._queries[task_id]
+
     def _list_queries(self) -> list[dict[str, Any]]:
         with self._queries_lock:
-            for task_id in [t for t, task in self._queries.items() if task.state is QueryState.FINISHED]:
-                del self._queries[task_id]
+            self._forget_ended_locked()
             tasks = list(self._queries.values())
         now = time.time()
         return [

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gooddata_flight_server._version import __version__
-from gooddata_flight_server.server.run import EXIT_USAGE, PROG, run
+from gooddata_flight_server.server.runner import EXIT_USAGE, PROG, run
 
 __all__ = ["main", "server_cli"]
 

@@ -39,6 +39,7 @@ from gooddata_flight_server.flight_protocol import (
 __all__ = ["POLLING_HEADER", "CancelStatus", "cancel_flight_info", "get_flight_info", "renew_flight_endpoint"]
 
 POLLING_HEADER = b"x-quiver-pollable"
+_MIN_POLL_SEC = 0.1
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -87,7 +88,9 @@ def get_flight_info(
 
     Each poll is one GetFlightInfo (``call_timeout`` bounds it, ``headers`` go with it, e.g.
     ``[(b"authorization", b"Bearer <token>")]``); the server answers the FlightInfo once ready, or a
-    POLL error naming the descriptor to retry with. After ``timeout`` seconds (None: no limit) the
+    POLL error naming the descriptor to retry with. Keep ``call_timeout`` above the server's poll
+    interval (``task_poll_interval_sec``, 2 s by default): a first call given up early cancels the
+    query it submitted. After ``timeout`` seconds (None: no limit) the
     query is cancelled on the server and :class:`TimeoutError` raised. Any other error is raised as
     the server sent it.
     """
@@ -97,6 +100,7 @@ def get_flight_info(
     )
     current = descriptor
     while True:
+        asked = time.monotonic()
         try:
             return client.get_flight_info(current, options)
         except pyarrow.flight.FlightTimedOutError as e:
@@ -104,9 +108,12 @@ def get_flight_info(
             if retry is None or retry.retry_descriptor is None:
                 raise
         if deadline is not None and time.monotonic() >= deadline:
-            if retry.cancel_descriptor is not None:
-                _cancel_polled(client, retry.cancel_descriptor, options)
+            if retry.cancel_descriptor is None:
+                raise TimeoutError(f"the query did not finish within {timeout} s")
+            _cancel_polled(client, retry.cancel_descriptor, options)
             raise TimeoutError(f"the query did not finish within {timeout} s; it was cancelled on the server")
+        # a server that answers POLL at once (no waiting of its own) is asked at most 10 times a second
+        time.sleep(max(0.0, _MIN_POLL_SEC - (time.monotonic() - asked)))
         current = retry.retry_descriptor
 
 

@@ -105,3 +105,23 @@ def test_every_call_ends_on_the_thread_that_ran_its_handler(hold: bool) -> None:
     assert {c["kind"] for c in calls} == {"GetFlightInfo", "DoGet", "DoPut", "DoExchange", "DoAction"}
     assert [c for c in calls if c["handler"] != c["end"]] == []
     assert _threadstate.stranded() == stranded
+
+
+class _FailingTracer:
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the application's tracer is broken")
+
+
+class _FailingProvider:
+    def get_tracer(self, *args: Any, **kwargs: Any) -> _FailingTracer:
+        return _FailingTracer()
+
+
+def test_a_call_refused_after_admission_leaves_the_gate() -> None:
+    """A tracer provider that fails while the edge opens a call: the call fails, and the in-flight
+    count the drain waits on goes back to 0 (else every stop would wait out its deadline)."""
+    with running_server(_Threads(), tracer_provider=_FailingProvider()) as server:  # type: ignore[arg-type]
+        with flight.FlightClient(server.location) as client, pytest.raises(flight.FlightError):
+            client.get_flight_info(flight.FlightDescriptor.for_command(b"x"))
+        assert server.in_flight_calls == 0
+    assert server.stopped_cleanly

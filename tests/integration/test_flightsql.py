@@ -370,7 +370,7 @@ def test_malformed_requests_are_bad_argument_and_the_server_stays_up(service: An
     with pytest.raises(flight.FlightServerError) as caught:  # the protocol's "not found"
         cancel_flight_info(client, other_ticket)
     assert error_info(caught).code == gf.ErrorCode.INVALID_TICKET
-    assert "no ticket of the request names a task result known here" in error_info(caught).msg
+    assert "no ticket of the request names a task known here" in error_info(caught).msg
     _unimplemented(lambda: list(client.do_action(flight.Action("drop-everything", b""))), "drop-everything")
     assert (
         client.do_get(client.get_flight_info(query_descriptor("x")).endpoints[0].ticket).read_all() == TABLE

@@ -348,3 +348,64 @@ def test_client_get_flight_info_polls_until_done_and_cancels_on_timeout(served: 
         with pytest.raises(TimeoutError, match="cancelled on the server"):
             gfc.get_flight_info(client, flight.FlightDescriptor.for_command(b"never"), timeout=0.5)
         assert service.task(b"never").stopped_by_cancel.wait(10)
+
+
+# -- review findings: abandoned first polls, single-use results, services answering themselves -----
+
+
+def test_a_first_poll_given_up_cancels_the_task_it_submitted(served: Any) -> None:
+    """The client never learnt the task's id: nobody could fetch or cancel it, so it goes."""
+    server, service = served
+    options = flight.FlightCallOptions(headers=[(b"x-quiver-pollable", b"1")], timeout=0.05)
+    with flight.FlightClient(server.location) as client:
+        with pytest.raises(flight.FlightTimedOutError):
+            client.get_flight_info(flight.FlightDescriptor.for_command(b"abandoned"), options)
+    assert service.task(b"abandoned").stopped_by_cancel.wait(10)
+
+
+def test_do_get_of_a_running_task_waits_for_its_result(served: Any) -> None:
+    """A ticket handed out by a POLL can be read before the task ended: DoGet waits for it."""
+    server, service = served
+    with flight.FlightClient(server.location) as client:
+        with pytest.raises(flight.FlightTimedOutError) as first:
+            client.get_flight_info(flight.FlightDescriptor.for_command(b"early"), POLLING)
+        task_id = poll_error(first).retry_descriptor.command.removeprefix(b"r:")
+        reading, outcome = _in_background(lambda: client.do_get(flight.Ticket(task_id)).read_all())
+        assert service.task(b"early").started.wait(10)
+        service.task(b"early").release.set()
+        reading.join(30)
+    assert outcome == [TABLE]
+
+
+class _SingleUse(gf.Task):
+    def run(self) -> gf.FlightDataTaskResult:
+        return gf.FlightDataTaskResult.for_reader(
+            pyarrow.RecordBatchReader.from_batches(TABLE.schema, TABLE.to_batches())
+        )
+
+
+class _SingleUseService(Service):
+    def _create(self, descriptor: flight.FlightDescriptor) -> gf.Task:
+        return _SingleUse(descriptor.command)
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return [("RenewFlightEndpoint", "this service renews nothing, and says so itself")]
+
+    def do_action(self, context: Any, action: flight.Action) -> Iterator[bytes]:
+        yield b"answered by the service"
+
+
+def test_single_use_results_have_no_expiration_and_a_service_may_answer_a_standard_action() -> None:
+    """A result readable once has no expiration_time (a retried DoGet could not read it); a service
+    that lists a standard action gets it in its own do_action."""
+    with running_server(_SingleUseService) as server, flight.FlightClient(server.location) as client:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(b"once"))
+        (endpoint,) = info.endpoints
+        assert expiration_of(endpoint) is None
+        results = list(client.do_action(flight.Action("RenewFlightEndpoint", b"")))
+        assert [r.body.to_pybytes() for r in results] == [b"answered by the service"]
+        assert client.do_get(endpoint.ticket).read_all() == TABLE
+        with pytest.raises(flight.FlightServerError) as consumed:  # read once, as it said
+            client.do_get(endpoint.ticket).read_all()
+        assert _code(consumed) in (gf.ErrorCode.COMMAND_RESULT_CONSUMED, gf.ErrorCode.INVALID_TICKET)
+        assert server.in_flight_calls == 0

@@ -309,3 +309,18 @@ def test_flight_data_task_result_subclassed_the_originals_way() -> None:
     result.close()
     result.close()
     assert closed == [1]
+
+
+def test_a_call_finalizer_built_alone_runs_its_functions_on_call_completed() -> None:
+    """As in the original package: ``CallFinalizer()`` then ``call_completed(e)`` runs what was
+    registered (services' own tests end calls that way)."""
+    from gooddata_flight_server.rpc.call import CallFinalizer
+
+    seen: list[BaseException | None] = []
+    finalizer = CallFinalizer()
+    finalizer.register_on_end(seen.append)
+    error = RuntimeError("gone")
+    finalizer.call_completed(error)
+    assert seen == [error]
+    finalizer.call_completed(None)
+    assert seen == [error], "each function runs once"

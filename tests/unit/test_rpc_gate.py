@@ -9,7 +9,7 @@ import pyarrow.flight as flight
 import pytest
 
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
-from gooddata_flight_server.rpc.gate import Availability, Gate
+from gooddata_flight_server.rpc.gate import Gate
 
 
 def _refusal(gate: Gate) -> ErrorInfo:
@@ -22,10 +22,10 @@ def test_not_ready_until_serving_then_shutting_down() -> None:
     """Before serving every call is refused NOT_READY, after it SHUTTING_DOWN; both retryable."""
     gate = Gate()
     assert _refusal(gate).code == ErrorCode.NOT_READY
-    gate.state = Availability.SERVING
+    gate.open()
     gate.admit()
     assert gate.in_flight == 1
-    gate.state = Availability.SHUTTING_DOWN
+    gate.close()
     info = _refusal(gate)
     assert info.code == ErrorCode.SHUTTING_DOWN
     assert ErrorCode.is_retryable(info.code)
@@ -37,7 +37,7 @@ def test_not_ready_until_serving_then_shutting_down() -> None:
 
 def test_wait_idle_returns_once_the_last_call_left() -> None:
     gate = Gate()
-    gate.state = Availability.SERVING
+    gate.open()
     gate.admit()
     gate.admit()
     leaving = threading.Timer(0.05, lambda: (gate.leave(), gate.leave()))
@@ -51,7 +51,7 @@ def test_wait_idle_returns_once_the_last_call_left() -> None:
 
 def test_wait_idle_gives_up_at_the_deadline_and_when_interrupted() -> None:
     gate = Gate()
-    gate.state = Availability.SERVING
+    gate.open()
     gate.admit()
     assert not gate.wait_idle(time.monotonic() + 0.05)
     started = time.monotonic()

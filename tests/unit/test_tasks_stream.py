@@ -12,7 +12,7 @@ import pytest
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.rpc.call import CallInfo
 from gooddata_flight_server.rpc.edge import Edge
-from gooddata_flight_server.rpc.gate import Availability, Gate
+from gooddata_flight_server.rpc.gate import Gate
 from gooddata_flight_server.rpc.task_stream import _released_at_end, task_result_stream
 from gooddata_flight_server.tasks import (
     FlightDataTaskResult,
@@ -28,7 +28,7 @@ _TABLE = pyarrow.table({"col1": [1, 2, 3]})
 def _open_call() -> CallInfo:
     """A DoGet call admitted by the server's edge; the test ends it (``call_completed``) as pyarrow would."""
     gate = Gate()
-    gate.state = Availability.SERVING
+    gate.open()
     return Edge(gate).start_call(pyarrow.flight.CallInfo(pyarrow.flight.FlightMethod.DO_GET), {})
 
 

@@ -35,7 +35,6 @@ __all__ = [
 ACTIONS: Final = (
     ("CreatePreparedStatement", "Create a prepared statement (Flight SQL)."),
     ("ClosePreparedStatement", "Close a prepared statement (Flight SQL)."),
-    ("CancelFlightInfo", "Cancel the query behind a FlightInfo (Flight)."),
     ("CancelQuery", "Cancel the query behind a FlightInfo (Flight SQL, deprecated)."),
 )
 UNSUPPORTED_ACTIONS: Final = frozenset(
@@ -45,7 +44,6 @@ UNSUPPORTED_ACTIONS: Final = frozenset(
         "EndTransaction",
         "BeginSavepoint",
         "EndSavepoint",
-        "RenewFlightEndpoint",
         "SetSessionOptions",
         "GetSessionOptions",
         "CloseSession",

@@ -118,20 +118,26 @@ class CallFinalizer(pyarrow.flight.ServerMiddleware):  # type: ignore[misc]
     A DoGet call ends when its stream has been sent, not when ``do_get`` returns; this is the place
     to release what the stream needed. Every function runs even if an earlier one fails.
 
-    Built by the server for each call, sharing the call's list of functions. Built on its own
-    (``CallFinalizer()``), it keeps a list of its own, run by :meth:`run`.
+    Built by the server for each call, sharing the call's list of functions (the server runs them
+    when the call ends). Built on its own (``CallFinalizer()``), it keeps a list of its own, run by
+    :meth:`run` or, as in the original package, by ``call_completed``.
     """
 
-    __slots__ = ("_on_end",)
+    __slots__ = ("_on_end", "_owned")
 
     MiddlewareName = CALL_FINALIZER_KEY  # the original package's name for the key
 
     def __init__(self, on_end: list[OnEnd] | None = None) -> None:
         super().__init__()
+        self._owned = on_end is None
         self._on_end = [] if on_end is None else on_end
 
     def register_on_end(self, fun: OnEnd) -> None:
         self._on_end.append(fun)
+
+    def call_completed(self, exception: BaseException | None) -> None:
+        if self._owned:  # a view of a server's call leaves it to the call's own end
+            self.run(exception)
 
     def run(self, exception: BaseException | None = None) -> None:
         """Run the registered functions now (the server does it when the call ends)."""

@@ -103,14 +103,18 @@ class Edge(pyarrow.flight.ServerMiddlewareFactory):  # type: ignore[misc]
         except BaseException:
             self._gate.leave()
             raise
+        try:
+            call = CallInfo(info, headers)
+            call.method = method
+            call._end = self.end
+            if self._metrics is not None:
+                call.started = time.perf_counter()
+            if self._tracing is not None:  # a user's tracer provider or propagator may fail
+                call.span = self._start_span(method, headers)
+        except BaseException:
+            self._gate.leave()
+            raise
         # nothing below refuses the call: pyarrow will end it, and end() releases what it took
-        call = CallInfo(info, headers)
-        call.method = method
-        call._end = self.end
-        if self._metrics is not None:
-            call.started = time.perf_counter()
-        if self._tracing is not None:
-            call.span = self._start_span(method, headers)
         self._current.call = call
         self._current.token = token_data
         return call

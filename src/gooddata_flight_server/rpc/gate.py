@@ -45,12 +45,25 @@ class Gate:
         return self._in_flight
 
     def admit(self) -> None:
-        """Let a call in (it must :meth:`leave` when it ends), or raise the retryable refusal."""
-        state = self.state
-        if state is not Availability.SERVING:
-            raise self._refusal(state)
+        """Let a call in (it must :meth:`leave` when it ends), or raise the retryable refusal.
+
+        The state is read under the lock :meth:`close` takes, so no call gets in once a drain has
+        seen the server idle."""
         with self._idle:
-            self._in_flight += 1
+            state = self.state
+            if state is Availability.SERVING:
+                self._in_flight += 1
+                return
+        raise self._refusal(state)
+
+    def open(self) -> None:
+        with self._idle:
+            self.state = Availability.SERVING
+
+    def close(self) -> None:
+        """Refuse every call from now on with SHUTTING_DOWN."""
+        with self._idle:
+            self.state = Availability.SHUTTING_DOWN
 
     def leave(self) -> None:
         with self._idle:

@@ -16,6 +16,7 @@ import pyarrow
 import pyarrow.flight
 from opentelemetry import trace
 
+from gooddata_flight_server.errors.classify import UnimplementedStatus
 from gooddata_flight_server.methods import FlightServerMethods
 from gooddata_flight_server.rpc import standard_actions
 from gooddata_flight_server.rpc.boundary import guarded, guarded_stream, reject
@@ -128,15 +129,25 @@ class FlightService(pyarrow.flight.FlightServerBase):  # type: ignore[misc]
         return cast(list[Any], actions)
 
     def _list_actions(self, context: Context) -> list[Any]:
-        try:
-            own = list(self.methods.list_actions(context))
-        except NotImplementedError:
-            own = []
+        own = self._own_actions(context)
         return own if self.task_executor is None else standard_actions.with_standard_actions(own)
+
+    def _own_actions(self, context: Context) -> list[Any]:
+        try:
+            return list(self.methods.list_actions(context))
+        except UnimplementedStatus:
+            raise
+        except NotImplementedError:
+            return []
 
     def do_action(self, context: Context, action: pyarrow.flight.Action) -> Iterable[Any]:
         executor = self.task_executor
-        if executor is not None and action.type in standard_actions.NAMES:
+        if (
+            executor is not None
+            and action.type in standard_actions.NAMES
+            # a service that lists a standard action answers it itself (as with the original package)
+            and action.type not in standard_actions.listed_names(self._own_actions(context))
+        ):
             run = lambda: standard_actions.answer(self.methods, executor, context, action)  # noqa: E731
         else:
             run = lambda: self.methods.do_action(context, action)  # noqa: E731

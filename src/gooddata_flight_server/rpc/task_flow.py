@@ -194,7 +194,8 @@ def task_flight_info(
     command = descriptor.command or b""
     if polling and command.startswith(_CANCEL):
         _cancel_polled(executor, _polled_task_id(command))
-    if polling and command.startswith(_RETRY):
+    submitted_here = not (polling and command.startswith(_RETRY))
+    if not submitted_here:
         task_id = _polled_task_id(command)
     else:
         task = create_task(descriptor)
@@ -212,6 +213,7 @@ def task_flight_info(
         locations,
         call_deadline_sec=call_deadline_sec,
         poll_interval_sec=poll_interval_sec,
+        submitted_here=submitted_here,
     )
 
 
@@ -245,13 +247,14 @@ def _poll(
     *,
     call_deadline_sec: float,
     poll_interval_sec: float,
+    submitted_here: bool,
 ) -> pyarrow.flight.FlightInfo:
     if executor.get_task_submitted_timestamp(task_id) is None:
         raise ErrorInfo.bad_argument(f"Task with id '{task_id}' does not exist.")
-    # a poll waits one interval; a client that gives up on a poll may come back: the task stays
-    execution = _wait(
-        context, executor, task_id, time.monotonic() + poll_interval_sec, cancel_if_abandoned=False
-    )
+    # a poll waits one interval. A client that gives up on a retry may come back: the task stays;
+    # one that gives up on the call that submitted it never learnt the task's id: the task goes
+    deadline = time.monotonic() + poll_interval_sec
+    execution = _wait(context, executor, task_id, deadline, cancel_if_abandoned=submitted_here)
     if execution is not None:
         if (descriptor.command or b"").startswith(_RETRY):  # the FlightInfo describes what was asked
             descriptor = pyarrow.flight.FlightDescriptor.for_command(execution.cmd)

@@ -17,8 +17,8 @@ import pyarrow.flight
 from gooddata_flight_server.errors import ErrorCode, ErrorInfo
 from gooddata_flight_server.rpc.boundary import guarded_stream
 from gooddata_flight_server.rpc.call import CALL_INFO_KEY, CallInfo
-from gooddata_flight_server.tasks.task_executor import TaskExecutor
-from gooddata_flight_server.tasks.task_result import FlightDataTaskResult
+from gooddata_flight_server.tasks.task_executor import TaskExecutor, TaskWaitTimeoutError
+from gooddata_flight_server.tasks.task_result import FlightDataTaskResult, TaskExecutionResult
 
 __all__ = ["task_result_stream"]
 
@@ -32,6 +32,25 @@ def _released_at_end(batches: Iterable[Any], on_end: Callable[[], None]) -> Iter
         on_end()
 
 
+_CHECK_SEC = 0.25
+"""How often a DoGet waiting for a running task looks whether its client is still there."""
+
+
+def _wait(
+    context: pyarrow.flight.ServerCallContext, task_executor: TaskExecutor, task_id: str
+) -> TaskExecutionResult | None:
+    """The task's outcome, waiting while it runs (a client may DoGet a ticket it got from a POLL
+    before the task ended); a client that goes away meanwhile stops the wait, not the task."""
+    while True:
+        try:
+            return task_executor.wait_for_result(task_id, timeout=_CHECK_SEC)
+        except TaskWaitTimeoutError:
+            if context.is_cancelled():
+                raise ErrorInfo.for_reason(
+                    ErrorCode.COMMAND_CANCELLED, f"The DoGet waiting for task '{task_id}' was cancelled."
+                ).to_cancelled_error() from None
+
+
 def task_result_stream(
     context: pyarrow.flight.ServerCallContext, task_executor: TaskExecutor, task_id: str
 ) -> pyarrow.flight.FlightDataStream:
@@ -41,7 +60,7 @@ def task_result_stream(
     Errors: unknown or expired task → INVALID_TICKET; the task failed → its own error; cancelled →
     COMMAND_CANCELLED; single use data read already → COMMAND_RESULT_CONSUMED.
     """
-    execution = task_executor.wait_for_result(task_id)
+    execution = _wait(context, task_executor, task_id)
     if execution is None:
         raise ErrorInfo.for_reason(
             ErrorCode.INVALID_TICKET,

@@ -7,7 +7,7 @@ and Python callers run. The other modules of this package that carry the origina
 the original keeps importing from where it used to.
 """
 
-from gooddata_flight_server.server.run import run
+from gooddata_flight_server.server.runner import run
 from gooddata_flight_server.server.server_main import GoodDataFlightServer, create_server
 
 __all__ = ["GoodDataFlightServer", "create_server", "run"]

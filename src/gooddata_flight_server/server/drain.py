@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from gooddata_flight_server.rpc.gate import Availability, Gate
+from gooddata_flight_server.rpc.gate import Gate
 from gooddata_flight_server.rpc.listener import FlightListener
 
 __all__ = ["Drain", "DrainResult"]
@@ -73,7 +73,7 @@ class Drain:
     def run(self) -> DrainResult:
         gate, timeout = self._gate, self._timeout
         log.info("server_draining", forced=self._forced(), in_flight=gate.in_flight, timeout_sec=timeout)
-        gate.state = Availability.SHUTTING_DOWN
+        gate.close()
         self._gate_closed()
         deadline = self._deadline = time.monotonic() + timeout
         idle, cancelled = False, False
@@ -90,6 +90,7 @@ class Drain:
         if idle:
             while not self._listener.wait_drained(min(_TICK_SEC, deadline - time.monotonic())):
                 if self._forced() or time.monotonic() >= deadline:
+                    idle = False  # gRPC still holds a call: not a clean stop
                     break
         elif not self._forced():
             log.warning("drain_deadline_exceeded", timeout_sec=timeout, in_flight=gate.in_flight)

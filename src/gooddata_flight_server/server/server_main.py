@@ -37,7 +37,7 @@ from gooddata_flight_server.observability.logging import configure_logging, logg
 from gooddata_flight_server.observability.metrics import auth_metrics, memory_metrics, rpc_metrics
 from gooddata_flight_server.observability.tracing import Tracing
 from gooddata_flight_server.rpc.edge import Edge, middleware
-from gooddata_flight_server.rpc.gate import Availability, Gate
+from gooddata_flight_server.rpc.gate import Gate
 from gooddata_flight_server.rpc.listener import FlightListener
 from gooddata_flight_server.server.drain import Drain
 from gooddata_flight_server.server.signals import Signals
@@ -49,6 +49,7 @@ __all__ = ["GoodDataFlightServer", "create_server"]
 log = structlog.get_logger(__name__)
 
 _TICK_SEC = 0.1  # how often waits look at flags that signal handlers flip without notifying
+_FORCED_GRACE_SEC = 3.0  # after a forced stop, how long a wait gives the server thread to finish
 
 
 class Subsystem(Protocol):
@@ -264,6 +265,7 @@ class GoodDataFlightServer:
         """Wait for the event in short steps: a forced stop while the startup is stuck in user code
         (a slow methods factory, say) must end the wait, as nothing else would."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        forced_at: float | None = None
         while True:
             step = _TICK_SEC if deadline is None else min(_TICK_SEC, deadline - time.monotonic())
             if step <= 0:
@@ -271,8 +273,14 @@ class GoodDataFlightServer:
             if event.wait(step):
                 return True
             self._log_signals()
-            if self._forced() and not self._started.is_set():
-                return False
+            if self._forced():
+                # a startup stuck in user code ends the wait at once; a stop stuck in user code (an
+                # on_shutdown, a task's cancel hook) after a grace period: nothing else would end it
+                if not self._started.is_set():
+                    return False
+                forced_at = time.monotonic() if forced_at is None else forced_at
+                if time.monotonic() - forced_at >= _FORCED_GRACE_SEC:
+                    return False
 
     # -- the server thread: startup, main loop, shutdown -------------------------------------------
 
@@ -344,7 +352,7 @@ class GoodDataFlightServer:
         if self._stopping():
             log.info("server_start_cancelled", reason="a stop was requested while starting")
             return
-        self._gate.state = Availability.SERVING
+        self._gate.open()
         self._served = True
         self._health.set_ready(True)
         self._started.set()
@@ -364,6 +372,9 @@ class GoodDataFlightServer:
 
     def _shutdown(self) -> None:
         self._drained = self._drain.run().idle
+        # tasks no call waits for (polled ones, ones that refused to cancel) stop before the
+        # service's on_shutdown closes what they may use; the executor's stop is idempotent
+        self._task_executor.stop()
 
     def _start(self, stack: contextlib.ExitStack, name: str, subsystem: Subsystem) -> None:
         subsystem.start()

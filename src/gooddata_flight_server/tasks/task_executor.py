@@ -71,14 +71,16 @@ class TaskExecutor(abc.ABC):
     # leaves endpoints without expiration_time and answers RenewFlightEndpoint with INVALID_TICKET.
 
     def result_expiration(self, task_id: str) -> float | None:
-        """When a finished task's outcome will be evicted, as a ``time.time()`` reading; None for an
-        unknown id, a task still running, or an executor that does not tell."""
+        """When a finished task's result will be evicted, as a ``time.time()`` reading: until then
+        DoGet can read it again. None for an unknown id, a task still running, a result that can be
+        read only once (single-use data), a failed or cancelled task, or an executor that does not
+        tell."""
         return None
 
     def renew_result(self, task_id: str) -> float | None:
-        """Keep a finished task's outcome for another full TTL from now and return its new
-        expiration (``time.time()``); None when there is no such outcome to keep (unknown or
-        evicted id, task still running) or the executor cannot renew."""
+        """Keep a finished task's result for another full TTL from now and return its new
+        expiration (``time.time()``); None when :meth:`result_expiration` would be None. A renewed
+        result keeps counting in the stored-result budget."""
         return None
 
 

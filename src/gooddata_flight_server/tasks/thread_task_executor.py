@@ -375,25 +375,28 @@ class ThreadTaskExecutor(TaskExecutor):
         entry = self._tasks.get(task_id)
         return None if entry is None else entry.submitted_perf
 
+    def _rereadable_locked(self, task_id: str) -> _Entry | None:
+        """The entry of a stored result that DoGet can read again and again (not single-use data,
+        not a failure or a cancellation): only such a result has an expiration time to tell."""
+        entry = self._tasks.get(task_id)
+        if entry is None or entry.state is not _State.FINISHED or self._lifecycle is not _Lifecycle.STARTED:
+            return None
+        result = None if entry.outcome is None else entry.outcome.result
+        if not isinstance(result, FlightDataTaskResult) or result.single_use_data:
+            return None
+        return entry
+
     def result_expiration(self, task_id: str) -> float | None:
         with self._lock:
-            entry = self._tasks.get(task_id)
-            if (
-                entry is None
-                or entry.state is not _State.FINISHED
-                or self._lifecycle is not _Lifecycle.STARTED
-            ):
+            entry = self._rereadable_locked(task_id)
+            if entry is None:
                 return None
             return time.time() + (entry.expires - time.monotonic())
 
     def renew_result(self, task_id: str) -> float | None:
         with self._lock:
-            entry = self._tasks.get(task_id)
-            if (
-                entry is None
-                or entry.state is not _State.FINISHED
-                or self._lifecycle is not _Lifecycle.STARTED
-            ):
+            entry = self._rereadable_locked(task_id)
+            if entry is None:
                 return None
             now = time.monotonic()
             entry.expires = max(entry.expires, now + self._config.task_result_ttl_sec)
