@@ -61,8 +61,9 @@ class FlightServerMethods:
     """
 
     def on_shutdown(self) -> None:  # an optional hook, not abstract on purpose
-        """Called once when the server stops, after in-flight calls have drained and before the task
-        executor and the other parts of the server stop: close databases, pools and clients here.
+        """Called once when the server stops, after in-flight calls have drained and the task executor
+        has stopped (tasks cancelled, given what is left of the drain deadline), before the other
+        parts of the server stop: close databases, pools and clients here.
 
         Not called when the server never served (its startup failed). Errors are logged. Does
         nothing by default.

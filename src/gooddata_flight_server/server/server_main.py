@@ -346,8 +346,8 @@ class GoodDataFlightServer:
             self._auth.activate(ctx)  # the strategy's create(ctx), once, before any call gets through
         methods = self._create_methods(ctx)
         self._listener.serve(methods, self._task_executor)
-        # the service's own shutdown hook runs once the calls have drained, before the task
-        # executor and the rest stop (pushed last onto the stack, so it unwinds first)
+        # the service's own shutdown hook runs once the calls have drained and _shutdown stopped the
+        # task executor, before the rest stops (pushed last onto the stack, so it unwinds first)
         stack.callback(_shut_down_service, methods)
         if self._stopping():
             log.info("server_start_cancelled", reason="a stop was requested while starting")
