@@ -122,8 +122,14 @@ class SqlServiceMethods(gf.FlightServerMethods):
         # the framework runs the round trip: submit, wait (cancelling the query if the client goes
         # away or call_deadline_sec passes), answer the FlightInfo whose ticket is the task id and
         # whose endpoint expires with the result; with the x-quiver-pollable header it polls
+        created: list[QueryTask] = []
+
+        def create(descriptor: pyarrow.flight.FlightDescriptor) -> QueryTask:
+            created.append(self._query_task(descriptor))
+            return created[-1]
+
         try:
-            info = self.task_flight_info(context, self._ctx, descriptor, self._query_task)
+            info = self.task_flight_info(context, self._ctx, descriptor, create)
         except pyarrow.flight.FlightError as e:
             error = gf.ErrorInfo.maybe_from_pyarrow_error(e)
             code = gf.ErrorCode.INTERNAL_ERROR if error is None else error.code
@@ -133,6 +139,10 @@ class SqlServiceMethods(gf.FlightServerMethods):
                     "query_ended", code=gf.ErrorCode.name(code), error=None if error is None else error.msg
                 )
             raise
+        finally:
+            # a query the executor refused (BACKPRESSURE) or already forgot is not listed any more
+            for task in created:
+                self._forget_if_unknown(task.task_id)
         self._count("ok")
         log.info("query_finished", ticket=info.endpoints[0].ticket.ticket.decode())
         return info
@@ -264,16 +274,24 @@ class SqlServiceMethods(gf.FlightServerMethods):
         ]
 
     def _forget_ended_locked(self) -> None:
-        """Drop the queries that ended, or that the executor never took or forgot (refused with
-        BACKPRESSURE, cancelled while queued): what is left is what runs or waits to run."""
-        executor = self._ctx.task_executor
+        """Drop the queries that ended or were cancelled: what is left is what runs or waits to run.
+
+        A query is registered before the framework submits it, so "unknown to the executor" does
+        not mean ended here (a listing in that instant would lose a query that is about to run);
+        the call that created a query drops it when the executor refused it (see ``_forget_if_unknown``).
+        """
         ended = [
             task_id
             for task_id, task in self._queries.items()
-            if task.state is QueryState.FINISHED or executor.get_task_submitted_timestamp(task_id) is None
+            if task.state is QueryState.FINISHED or task.cancelled
         ]
         for task_id in ended:
             del self._queries[task_id]
+
+    def _forget_if_unknown(self, task_id: str) -> None:
+        if self._ctx.task_executor.get_task_submitted_timestamp(task_id) is None:
+            with self._queries_lock:
+                self._queries.pop(task_id, None)
 
     def _list_queries(self) -> list[dict[str, Any]]:
         with self._queries_lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,12 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     """Start SQL services (data in tmp_path/data unless settings say otherwise); all stopped at the end."""
     with contextlib.ExitStack() as stack:
 
-        def _start(**sql_settings: Any) -> Service:
+        def _start(server: Mapping[str, Any] | None = None, **sql_settings: Any) -> Service:
             data_dir = Path(sql_settings.pop("data_dir", tmp_path / "data"))
-            settings = {"sql_service": {"data_dir": str(data_dir), **sql_settings}}
+            settings = {
+                "sql_service": {"data_dir": str(data_dir), **sql_settings},
+                "server": dict(server or {}),
+            }
             service = Service(stack.enter_context(running_server(sql_service, settings)), data_dir)
             stack.callback(service.client.close)
             return service

@@ -256,6 +256,41 @@ def test_cancel_action_stops_a_running_query(service: Service) -> None:
     _still_serves(service)
 
 
+def test_list_queries_shows_queued_and_running_but_not_refused(start_service: Callable[..., Service]) -> None:
+    """One worker and room for one waiting task: the third query is refused with BACKPRESSURE and is
+    not listed; the running and the queued one are, until they are cancelled."""
+    service = start_service(server={"task_threads": 1, "task_queue_size": 1})
+    errors: list[flight.FlightError] = []
+
+    def run_query() -> None:
+        try:
+            service.info(ENDLESS_QUERY)
+        except flight.FlightError as e:
+            errors.append(e)
+
+    callers = [threading.Thread(target=run_query) for _ in range(2)]
+    try:
+        for started, caller in enumerate(callers, start=1):
+            caller.start()
+            wait_until(lambda n=started: len(service.action("list-queries")) == n, what=f"{started} listed")
+        with pytest.raises(flight.FlightError) as refused:
+            service.info(ENDLESS_QUERY)
+        assert error_info(refused).code == gf.ErrorCode.BACKPRESSURE
+        listed = service.action("list-queries")
+        assert sorted(q["state"] for q in listed) == ["queued", "running"]
+        for query in listed:
+            assert service.action("cancel", query["task_id"].encode())["cancelled"] is True
+    finally:
+        for caller in callers:
+            caller.join(30)
+    assert not any(caller.is_alive() for caller in callers)
+    assert (
+        sorted(gf.ErrorInfo.from_pyarrow_error(e).code for e in errors)
+        == [gf.ErrorCode.COMMAND_CANCELLED] * 2
+    )
+    assert service.action("list-queries") == []
+
+
 def test_cancel_action_leaves_a_finished_result_alone(service: Service) -> None:
     """Cancelling a finished query changes nothing (its result may be streaming); unknown ids are reported."""
     info = service.info("SELECT 42 AS answer")
