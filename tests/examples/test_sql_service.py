@@ -268,11 +268,20 @@ def test_list_queries_shows_queued_and_running_but_not_refused(start_service: Ca
         except flight.FlightError as e:
             errors.append(e)
 
+    def listed_and_submitted(states: list[str]) -> bool:
+        # a query is listed from the moment it is created, a moment before the executor takes it
+        listed = service.action("list-queries")
+        executor = service.server.task_executor
+        return sorted(q["state"] for q in listed) == states and all(
+            executor.get_task_submitted_timestamp(q["task_id"]) is not None for q in listed
+        )
+
     callers = [threading.Thread(target=run_query) for _ in range(2)]
     try:
-        for started, caller in enumerate(callers, start=1):
-            caller.start()
-            wait_until(lambda n=started: len(service.action("list-queries")) == n, what=f"{started} listed")
+        callers[0].start()
+        wait_until(lambda: listed_and_submitted(["running"]), what="the first query running")
+        callers[1].start()
+        wait_until(lambda: listed_and_submitted(["queued", "running"]), what="the second query queued")
         with pytest.raises(flight.FlightError) as refused:
             service.info(ENDLESS_QUERY)
         assert error_info(refused).code == gf.ErrorCode.BACKPRESSURE
