@@ -271,6 +271,46 @@ def test_closing_waits_for_readers() -> None:
 # -- cancellation -------------------------------------------------------------------------------------
 
 
+class _EndsWithinCancel(_Blocking):
+    """Its cancel hook returns only once the worker recorded the cancelled outcome: the interleaving
+    in which cancel() finds the task already finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor: ThreadTaskExecutor | None = None
+
+    def on_task_cancel(self) -> None:
+        super().on_task_cancel()
+        assert self.executor is not None
+        self.executor.wait_for_result(self.task_id, timeout=_WAIT)
+
+
+def test_a_task_that_ends_cancelled_stays_cancelled_for_its_waiters() -> None:
+    """However cancel() and the worker interleave, and however often cancel() is called, the outcome
+    of a cancelled task stays until it expires: waiters and DoGet learn it was cancelled."""
+    with _executor() as executor:
+        task = _EndsWithinCancel()
+        task.executor = executor
+        executor.submit(task)
+        assert task.started.wait(_WAIT)
+        assert executor.cancel(task.task_id) is True
+        assert executor.cancel(task.task_id) is True
+        assert _done(executor, task).cancelled
+        assert executor.get_task_submitted_timestamp(task.task_id) is not None
+
+
+def test_cancel_of_a_finished_task_drops_its_result() -> None:
+    """Cancelling a task that finished with a result closes the result (as in the original)."""
+    closed = threading.Event()
+    with _executor() as executor:
+        task = _table_task(on_close=closed.set)
+        executor.submit(task)
+        assert _done(executor, task).result is not None
+        assert executor.cancel(task.task_id) is True
+        assert executor.wait_for_result(task.task_id) is None
+        assert closed.wait(_WAIT)
+
+
 def test_cancel_queued_task_never_runs() -> None:
     """A task cancelled while queued ends cancelled and its run() is never called."""
     ran: list[str] = []

@@ -349,14 +349,23 @@ class ThreadTaskExecutor(TaskExecutor):
             log.debug("task_cancelled", task_id=task_id, was="queued")
             return True
         if entry.state is _State.FINISHED:
-            self.close_result(task_id)
+            self._drop_unless_cancelled(entry)
             return True
         # running: cancellation is cooperative, and refused by a task that is not cancellable
         if not entry.task.cancel():
             return False
         if self._finished(entry):  # it finished in between, with its result: drop the result
-            self.close_result(task_id)
+            self._drop_unless_cancelled(entry)
         return True
+
+    def _drop_unless_cancelled(self, entry: _Entry) -> None:
+        """Drop a finished task's result. A cancelled outcome stays until it expires (it holds no
+        data): whoever waits for the task, or fetches it, learns it was cancelled (COMMAND_CANCELLED)
+        and not that it never existed (INVALID_TICKET), however its cancel hook and the worker
+        interleave with this call."""
+        if entry.outcome is not None and entry.outcome.cancelled:
+            return
+        self.close_result(entry.task.task_id)
 
     @staticmethod
     def _finished(entry: _Entry) -> bool:
