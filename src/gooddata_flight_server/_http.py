@@ -52,7 +52,7 @@ class HttpLimits:
 
     timeout_sec: float = 5.0
     max_connections: int = 128
-    backlog: int = 128
+    backlog: int = 1024  # a burst of connections queues here instead of costing a probe a 1 s SYN retry
     max_head_bytes: int = 8192
     handler_timeout_sec: float = 10.0
     max_pending: int = 4  # requests queued or running on the workers; beyond it 503

@@ -20,6 +20,7 @@ import gooddata_flight_server as gf
 from tests.conftest import CLI, EXAMPLES, ServerProcess, run_cli
 
 SERVICE = """
+import os
 import time
 import structlog
 import pyarrow
@@ -36,7 +37,13 @@ class Methods(gf.FlightServerMethods):
     def do_action(self, context, action):
         if action.type == "work":
             log.info("work_started")
-            time.sleep(float(action.body.to_pybytes() or b"1"))
+            body = action.body.to_pybytes()
+            if body == b"until-released":  # until the test creates ./release (30 s at most)
+                deadline = time.monotonic() + 30
+                while not os.path.exists("release") and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                time.sleep(float(body or b"1"))
             return [b"work-done"]
         return [str(self.ctx.settings.get("svc.greeting")).encode()]
 
@@ -139,7 +146,7 @@ def test_sigterm_lets_in_flight_call_finish(tmp_path: Path, spawn: Callable[...,
     proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
     port = proc.wait_for_event("server_started")["port"]
     outcome: list[Any] = []
-    call = threading.Thread(target=lambda: outcome.append(_do_action(port, "work", b"1.5")))
+    call = threading.Thread(target=lambda: outcome.append(_do_action(port, "work", b"until-released")))
     call.start()
     proc.wait_for_event("work_started")
     proc.signal(signal.SIGTERM)
@@ -147,6 +154,7 @@ def test_sigterm_lets_in_flight_call_finish(tmp_path: Path, spawn: Callable[...,
     with pytest.raises(flight.FlightUnavailableError) as caught:
         _do_action(port, "greet")
     assert gf.ErrorInfo.from_pyarrow_error(caught.value).code == gf.ErrorCode.SHUTTING_DOWN
+    (tmp_path / "release").touch()  # the in-flight call finishes only now, while the server drains
     call.join(30)
     assert outcome == [[b"work-done"]]
     assert proc.wait() == 0
@@ -322,6 +330,7 @@ def _quiet_ini(tmp_path: Path) -> Path:
 
 
 SLOW_FACTORY = """
+import os
 import time
 import structlog
 import gooddata_flight_server as gf
@@ -330,7 +339,9 @@ import gooddata_flight_server as gf
 @gf.flight_server_methods
 def factory(ctx):
     structlog.get_logger("svc").info("factory_started")
-    time.sleep(float(ctx.settings.get("svc.delay", 30)))
+    deadline = time.monotonic() + 30
+    while not os.path.exists("release") and time.monotonic() < deadline:  # until the test says
+        time.sleep(0.01)
     return gf.FlightServerMethods()
 """
 
@@ -354,13 +365,11 @@ def test_one_signal_during_startup_stops_without_serving(
 ) -> None:
     """A single signal during startup lets the factory finish, never opens the gate, and exits 0."""
     _write(tmp_path, "svc", SLOW_FACTORY)
-    proc = spawn(
-        [*CLI, "start", "--methods-provider", "svc"],
-        cwd=tmp_path,
-        env=_env(GOODDATA_FLIGHT_SVC__DELAY="1"),
-    )
+    proc = spawn([*CLI, "start", "--methods-provider", "svc"], cwd=tmp_path, env=_env())
     proc.wait_for_event("factory_started")
     proc.signal(signal.SIGTERM)
+    proc.wait_for_event("signal_received")
+    (tmp_path / "release").touch()  # the factory ends only after the signal arrived
     assert proc.wait(timeout=30) == 0
     proc.wait_for_event("server_start_cancelled")
     assert not any('"server_started"' in line for line in proc.stderr_lines)

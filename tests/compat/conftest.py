@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import gooddata_flight_server as gf
 from tests.compat.environment import CompatEnvironment, ensure_environment
 from tests.conftest import ServerProcess
+from tests.waiting import wait_until
 
 FUNCTIONS = Path(__file__).resolve().parent / "flexconnect_functions"
 POLLING = flight.FlightCallOptions(headers=[(b"x-quiver-pollable", b"true")])
@@ -107,16 +107,6 @@ class FlexConnectServer:
             except subprocess.TimeoutExpired:
                 self.process.stop()
         return self.process.proc.wait()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"not reached within {timeout} s: {what}")
 
 
 def token() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,17 +51,6 @@ class Service:
 
 def error_info(e: pytest.ExceptionInfo[flight.FlightError]) -> gf.ErrorInfo:
     return gf.ErrorInfo.from_pyarrow_error(e.value)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll a condition that only the server can tell (through its API), briefly, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 @pytest.fixture

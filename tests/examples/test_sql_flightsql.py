@@ -21,8 +21,9 @@ from examples.sql_service.main import sql_service
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
-from tests.examples.conftest import Service, wait_until
+from tests.examples.conftest import Service
 from tests.flightsql_wire import any_message, field_bytes, read_fields, unpack_any
+from tests.waiting import wait_until
 
 DEMO = demo_tables()
 ENDLESS_QUERY = "SELECT sum(x % 7) FROM range(10000000000000) t(x)"

@@ -20,7 +20,8 @@ from examples.sql_service.main import sql_service
 import gooddata_flight_server as gf
 from gooddata_flight_server._settings_load import load_settings
 from gooddata_flight_server.testing import running_server
-from tests.examples.conftest import Service, error_info, wait_until
+from tests.examples.conftest import Service, error_info
+from tests.waiting import wait_until
 
 # Hours of work if nothing stops it: only a cancel, a timeout or a deadline ends it in a test.
 ENDLESS_QUERY = "SELECT sum(x % 7) FROM range(10000000000000) t(x)"

@@ -291,7 +291,8 @@ class _TaskWaiting(gf.FlightServerMethods):
 def test_drain_cancels_tasks_before_the_deadline_so_waiting_calls_answer() -> None:
     """Calls waiting on running tasks get COMMAND_CANCELLED before the drain deadline; the stop is clean."""
     outcome: list[Any] = []
-    with running_server(_TaskWaiting, {"server": {"shutdown_timeout_sec": 2}}) as server:
+    # tasks are cancelled 25 % before the deadline: 1 s left for them to stop and the calls to answer
+    with running_server(_TaskWaiting, {"server": {"shutdown_timeout_sec": 4}}) as server:
         client = flight.FlightClient(server.location)
 
         def call() -> None:

@@ -18,6 +18,7 @@ from gooddata_flight_server import client as gfc
 from gooddata_flight_server.flight_protocol import CancelStatus, expiration_of
 from gooddata_flight_server.testing import running_server
 from tests.compat.test_flexconnect import follow_polls, poll_error, wire_poll
+from tests.waiting import wait_until
 
 TABLE = pyarrow.table({"value": [42]})
 POLLING = flight.FlightCallOptions(headers=[(b"x-quiver-pollable", b"true")])
@@ -153,7 +154,7 @@ def test_renew_keeps_a_result_past_its_first_expiry() -> None:
         holder.append(Service(ctx))
         return holder[0]
 
-    with running_server(factory, {"server": {"task_result_ttl_sec": 2.0}}) as server:
+    with running_server(factory, {"server": {"task_result_ttl_sec": 4.0}}) as server:
         with flight.FlightClient(server.location) as client:
             kept = client.get_flight_info(flight.FlightDescriptor.for_command(b"quick")).endpoints[0]
             control = client.get_flight_info(flight.FlightDescriptor.for_command(b"quick-control")).endpoints[
@@ -161,7 +162,9 @@ def test_renew_keeps_a_result_past_its_first_expiry() -> None:
             ]
             first = expiration_of(kept)
             assert first is not None
-            time.sleep(max(0.0, first.timestamp() - 1.0 - time.time()))  # what is measured is time itself
+            # renewed 2 s before its first expiry: it then lives 2 s past it, time enough (on a slow
+            # machine too) to see the control result go and still read the renewed one
+            time.sleep(max(0.0, first.timestamp() - 2.0 - time.time()))  # what is measured is time itself
             renewed = gfc.renew_flight_endpoint(client, kept)
             second = expiration_of(renewed)
             assert second is not None and second.timestamp() > first.timestamp() + 0.5
@@ -221,7 +224,8 @@ def test_cancel_a_queued_task_and_a_stored_result(served: Any) -> None:
             _in_background(lambda c=command: client.get_flight_info(flight.FlightDescriptor.for_command(c)))
             assert service.task(command).started.wait(10)
         _in_background(lambda: client.get_flight_info(flight.FlightDescriptor.for_command(b"queued")))
-        queued = service.task(b"queued")
+        queued = service.task(b"queued")  # created: submitted a moment later
+        assert wait_until(lambda: executor.get_task_submitted_timestamp(queued.task_id) is not None)
         assert (
             gfc.cancel_flight_info(client, _info_for(queued.task_id, server.location))
             is CancelStatus.CANCELLED
@@ -265,6 +269,7 @@ def test_a_client_that_gives_up_gets_its_task_cancelled(served: Any) -> None:
     """The client's own gRPC deadline passes while GetFlightInfo waits: the server cancels the task."""
     server, service = served
     with flight.FlightClient(server.location) as client:
+        client.list_actions()  # a warm channel: the call reaches the server well before its deadline
         with pytest.raises(flight.FlightTimedOutError):
             client.get_flight_info(
                 flight.FlightDescriptor.for_command(b"slow"), flight.FlightCallOptions(timeout=0.5)
@@ -353,14 +358,23 @@ def test_client_get_flight_info_polls_until_done_and_cancels_on_timeout(served: 
 # -- review findings: abandoned first polls, single-use results, services answering themselves -----
 
 
-def test_a_first_poll_given_up_cancels_the_task_it_submitted(served: Any) -> None:
+def test_a_first_poll_given_up_cancels_the_task_it_submitted() -> None:
     """The client never learnt the task's id: nobody could fetch or cancel it, so it goes."""
-    server, service = served
-    options = flight.FlightCallOptions(headers=[(b"x-quiver-pollable", b"1")], timeout=0.05)
-    with flight.FlightClient(server.location) as client:
-        with pytest.raises(flight.FlightTimedOutError):
-            client.get_flight_info(flight.FlightDescriptor.for_command(b"abandoned"), options)
-    assert service.task(b"abandoned").stopped_by_cancel.wait(10)
+    holder: list[Service] = []
+
+    def factory(ctx: gf.ServerContext) -> Service:
+        holder.append(Service(ctx))
+        return holder[0]
+
+    # the first poll would answer after 30 s; the client gives up after 1 s, on a warm channel (so
+    # that the call surely reaches the server before its deadline, however slow the machine)
+    options = flight.FlightCallOptions(headers=[(b"x-quiver-pollable", b"1")], timeout=1.0)
+    with running_server(factory, {"server": {"task_poll_interval_sec": 30}}) as server:
+        with flight.FlightClient(server.location) as client:
+            client.list_actions()
+            with pytest.raises(flight.FlightTimedOutError):
+                client.get_flight_info(flight.FlightDescriptor.for_command(b"abandoned"), options)
+        assert holder[0].task(b"abandoned").stopped_by_cancel.wait(10)
 
 
 def test_do_get_of_a_running_task_waits_for_its_result(served: Any) -> None:

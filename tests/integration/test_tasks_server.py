@@ -368,7 +368,9 @@ def test_unknown_ticket_is_invalid(h: _Harness) -> None:
 
 def test_expired_ticket_is_invalid_and_result_closed() -> None:
     """After task_result_ttl_sec the result is closed and its ticket is INVALID_TICKET."""
-    with _harness(task_result_ttl_sec=0.2) as h:
+    # long enough for GetFlightInfo's answer and the first DoGet on a slow machine (the TTL counts
+    # from the task's end, before GetFlightInfo answers)
+    with _harness(task_result_ttl_sec=1.0) as h:
         ticket = h.ticket("table")
         assert h.read(ticket) == _TABLE
         assert h.closed(ticket).wait(_WAIT)

@@ -126,9 +126,12 @@ def test_idle_prepared_statements_expire_and_their_number_is_bounded() -> None:
     assert len(registry) == 1
     with pytest.raises(flight.FlightServerError):
         registry.get(old)
-    registry.add(flightsql.PreparedStatement("SELECT 3"))
+    # the cap, where nothing can go idle while the test runs however slowly
+    capped = PreparedStatements(idle_timeout_sec=3600, max_statements=2)
+    capped.add(flightsql.PreparedStatement("SELECT 3"))
+    capped.add(flightsql.PreparedStatement("SELECT 4"))
     with pytest.raises(flight.FlightServerError) as e:
-        registry.add(flightsql.PreparedStatement("SELECT 4"))
+        capped.add(flightsql.PreparedStatement("SELECT 5"))
     assert "Too many open prepared statements" in _bad_argument(e)
 
 

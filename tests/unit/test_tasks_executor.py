@@ -613,14 +613,20 @@ def test_stop_wakes_waiters_with_cancelled_outcome() -> None:
     executor.submit(queued)
     assert running.started.wait(_WAIT)
     outcomes: dict[str, TaskExecutionResult | None] = {}
+    waiting = [threading.Event(), threading.Event()]
+
+    def wait(task: Task, about_to_wait: threading.Event) -> None:
+        # the waiter holds the GIL from here into the executor's wait: stop() cannot come in between
+        # (a waiter that came after stop() would rightly find no task at all)
+        about_to_wait.set()
+        outcomes[task.task_id] = executor.wait_for_result(task.task_id)
+
     waiters = [
-        threading.Thread(
-            target=lambda t=t: outcomes.__setitem__(t.task_id, executor.wait_for_result(t.task_id))
-        )
-        for t in (running, queued)
+        threading.Thread(target=wait, args=args) for args in zip((running, queued), waiting, strict=True)
     ]
     for w in waiters:
         w.start()
+    assert all(event.wait(_WAIT) for event in waiting)
     executor.stop()
     for w in waiters:
         w.join(_WAIT)
@@ -736,7 +742,8 @@ def test_outcome_counters_and_summaries_change() -> None:
         executor.cancel(queued.task_id)
         executor.cancel(blocker.task_id)
         _done(executor, blocker)
-        delta = {n: _sample(n) - before[n] for n in names}
+    # read after stop() joined the workers: a worker counts a task just after its waiters woke
+    delta = {n: _sample(n) - before[n] for n in names}
     assert delta == {
         "gdfs_task_completed_total": 3,
         "gdfs_task_error_total": 1,
