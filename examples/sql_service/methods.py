@@ -219,6 +219,7 @@ class SqlServiceMethods(gf.FlightServerMethods):
             # stream were complete) is noticed before anything is stored.
             data = reader.read_all()
             if context.is_cancelled():
+                log.info("upload_interrupted", table=table, rows_received=data.num_rows)
                 raise gf.ErrorInfo.for_reason(
                     gf.ErrorCode.COMMAND_CANCELLED,
                     f"The upload to '{table}' was interrupted; nothing was stored.",
