@@ -17,8 +17,8 @@ import pytest
 import gooddata_flight_server as gf
 from gooddata_flight_server import flightsql
 from gooddata_flight_server.testing import running_server
-from tests.examples.conftest import wait_until
 from tests.flightsql_wire import any_message, field_bytes, field_varint, read_fields, unpack_any
+from tests.waiting import wait_until
 
 TABLE = pyarrow.table({"n": [1, 2, 3], "s": ["a", "b", "c"]})
 
