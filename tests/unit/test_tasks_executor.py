@@ -468,11 +468,11 @@ def test_on_task_error_gets_the_task_error_and_may_replace_it() -> None:
     for raised errors and returned ones alike, and what it returns replaces it."""
     replacement = TaskError(ErrorInfo.for_reason(ErrorCode.CUSTOM_START + 1, "translated"))
     returned = TaskError(ErrorInfo.for_reason(ErrorCode.CUSTOM_START + 2, "returned"))
-    seen: list[TaskError] = []
+    seen: dict[str, TaskError] = {}  # by task: the two run on two workers, in either order
 
     class Translating(_FnTask):
         def on_task_error(self, error: TaskError) -> TaskError | None:
-            seen.append(error)
+            seen[self.task_id] = error
             return replacement if error.error_info.code == ErrorCode.COMMAND_FAILED else None
 
     with _executor() as executor:
@@ -482,8 +482,8 @@ def test_on_task_error_gets_the_task_error_and_may_replace_it() -> None:
         executor.submit(returning)
         assert _error(executor, raising) is replacement
         assert _error(executor, returning) is returned
-    assert seen[0].error_info.msg == "There was an error while running task: boom"
-    assert seen[1] is returned
+    assert seen[raising.task_id].error_info.msg == "There was an error while running task: boom"
+    assert seen[returning.task_id] is returned
 
 
 def test_on_task_error_classifies_errors_as_client_errors() -> None:
