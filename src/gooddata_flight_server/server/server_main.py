@@ -355,8 +355,10 @@ class GoodDataFlightServer:
         self._gate.open()
         self._served = True
         self._health.set_ready(True)
-        self._started.set()
+        # logged before wait_for_start() returns: whoever waited finds startup's last line written
+        # (and may reconfigure logging, as a test capturing logs does, without racing it)
         log.info("server_started", location=self._location.uri.decode(), port=port)
+        self._started.set()
 
     def _main_loop(self) -> None:
         while not self._stopping():
