@@ -15,6 +15,7 @@ import pytest
 
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server, to_toml
+from tests.waiting import wait_until
 
 
 def _config(tmp_path: Path, **server: Any) -> list[Path]:
@@ -92,7 +93,7 @@ def test_drain_lets_in_flight_calls_finish_and_refuses_new_ones() -> None:
         thread, outcome = _call_in_background(client, "block")
         assert methods.entered.wait(10)
         server.stop()
-        assert _eventually(lambda: not server.health.is_ready()), "the drain began"
+        assert wait_until(lambda: not server.health.is_ready()), "the drain began"
         assert not server.wait_for_stop(0.2), "the server must wait for the in-flight call"
         with pytest.raises(flight.FlightUnavailableError) as caught:
             list(client.do_action(flight.Action("x", b"")))
@@ -311,16 +312,6 @@ def test_drain_cancels_tasks_before_the_deadline_so_waiting_calls_answer() -> No
     assert server.stopped_cleanly
     assert len(outcome) == 1
     assert _error_code(outcome[0]) == gf.ErrorCode.COMMAND_CANCELLED
-
-
-def _eventually(condition: Any, timeout: float = 10.0) -> bool:
-    """Poll a state the server thread changes (there is no event to await from outside)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _wait_until_task_started(server: gf.GoodDataFlightServer) -> bool:

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import gooddata_flight_server as gf
 from gooddata_flight_server.testing import running_server
 from tests.raw_http import RawClient
+from tests.waiting import wait_until
 
 _OPS = {
     "server": {
@@ -102,7 +103,7 @@ def test_health_endpoints_follow_the_lifecycle() -> None:
         caller.start()
         assert methods.entered.wait(10)
         server.stop()  # asynchronous: the server thread begins the drain
-        assert _wait_for(lambda: _status(f"{base}/ready") == 500), "readiness drops once the drain begins"
+        assert wait_until(lambda: _status(f"{base}/ready") == 500), "readiness drops once the drain begins"
         assert methods.entered.is_set() and not server.wait_for_stop(0), "while the call still runs"
         assert _status(f"{base}/live") == 202
         methods.release.set()
@@ -236,7 +237,7 @@ def test_client_cancelling_a_generator_stream_is_counted_as_cancelled() -> None:
         reader.cancel()
         client.close()
         # the call ends on the server shortly after the cancellation reaches it
-        deadline_samples = _wait_for(
+        deadline_samples = wait_until(
             lambda: (
                 _value(_samples(server), "gdfs_rpc_requests_total", method="DoGet", outcome="cancelled")
                 - _value(before, "gdfs_rpc_requests_total", method="DoGet", outcome="cancelled")
@@ -244,18 +245,6 @@ def test_client_cancelling_a_generator_stream_is_counted_as_cancelled() -> None:
             )
         )
         assert deadline_samples
-
-
-def _wait_for(condition: Any, timeout: float = 10.0) -> bool:
-    """Poll a condition that depends on another process's progress (no event to await across gRPC)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_auth_failures_are_counted_by_reason() -> None:
@@ -300,7 +289,7 @@ def test_calls_refused_while_draining_are_counted_unavailable() -> None:
         caller.start()
         assert methods.entered.wait(10)
         server.stop()
-        assert _wait_for(lambda: not server.health.is_ready()), "the drain began"
+        assert wait_until(lambda: not server.health.is_ready()), "the drain began"
         with pytest.raises(flight.FlightUnavailableError):
             list(client.do_action(flight.Action("x", b"")))
         after = _samples(server)
@@ -336,5 +325,5 @@ def test_housekeeping_runs_with_the_server_and_stops_with_it() -> None:
     settings = {"server": {**_OPS["server"], "malloc_trim_interval_sec": 0.02}}
     before = prometheus_client.REGISTRY.get_sample_value("gdfs_malloc_trim_count") or 0.0
     with running_server(_Methods(), settings) as server:
-        assert _wait_for(lambda: _value(_samples(server), "gdfs_malloc_trim_count") > before)
+        assert wait_until(lambda: _value(_samples(server), "gdfs_malloc_trim_count") > before)
     assert not [t for t in threading.enumerate() if t.name == "gdfs-housekeeping"]

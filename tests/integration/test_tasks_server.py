@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Union
 
 import pyarrow
@@ -21,13 +21,6 @@ _TABLE = pyarrow.table({"col1": [1, 2, 3], "col2": ["a", "b", "c"]})
 
 def _code(error: pyarrow.flight.FlightError) -> int:
     return gf.ErrorInfo.from_pyarrow_error(error).code
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + _WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 # -- the seed README's task example, unchanged but for its two placeholders ---------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,17 @@ import orjson
 import pyarrow.flight as flight
 
 from gooddata_flight_server.testing import running_server, to_toml
+from tests import waiting
 from tests.conftest import CLI, REPO, ServerProcess
 from tests.reliability.service import ReliabilityMethods
 
 WAIT = 30.0  # bound for what must happen; tests pass long before it
 
 
-def wait_until(
-    condition: Callable[[], bool], what: str, timeout: float = WAIT, interval: float = 0.02
-) -> None:
-    """Poll where no event exists to wait for (RSS, another process's state), with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s: {what}")
-        time.sleep(interval)
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Poll where no event exists to wait for (RSS, another process's state), with this suite's
+    wider deadline."""
+    waiting.wait_until(condition, timeout, what)
 
 
 def rss_bytes(pid: int) -> int:

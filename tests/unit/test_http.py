@@ -14,6 +14,7 @@ import structlog.testing
 
 from gooddata_flight_server._http import Handler, HttpLimits, HttpServer, Request, Response, plain
 from tests.raw_http import RawClient
+from tests.waiting import wait_until
 
 WAIT = 10.0  # bound for what must happen; tests pass long before it
 
@@ -28,14 +29,6 @@ def serving(
         yield server
     finally:
         server.stop()
-
-
-def wait_until(condition: Any, what: str) -> None:
-    """Poll state another thread changes (the server's connection count), with a deadline."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"not reached within {WAIT} s: {what}"
-        time.sleep(0.01)
 
 
 def test_get_answers_with_the_handlers_response() -> None:
@@ -188,7 +181,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_timeout() -> None:
         assert client.wait_closed(WAIT) is not None
         # closed at the deadline (0.3 s after the answer, less the sweep's 0.05 s slack), not sooner
         assert 0.25 <= time.monotonic() - asked < 2.0
-        wait_until(lambda: server.open_connections == 0, "the server forgot the connection")
+        wait_until(lambda: server.open_connections == 0, what="the server forgot the connection")
 
 
 def test_a_head_sent_byte_by_byte_is_cut_off_at_the_timeout() -> None:
@@ -219,7 +212,7 @@ def test_at_the_connection_cap_the_longest_waiting_connection_is_closed() -> Non
     with serving(limits=limits) as server:
         idle = [RawClient(server.port) for _ in range(3)]
         try:
-            wait_until(lambda: server.open_connections == 3, "three open")
+            wait_until(lambda: server.open_connections == 3, what="three open")
             with RawClient(server.port) as newcomer:
                 assert newcomer.get("/ok").status == 200
             assert idle[0].wait_closed(WAIT) is not None, "the oldest went"
@@ -235,7 +228,7 @@ def test_a_kept_alive_connection_waits_from_its_last_answer() -> None:
     limits = HttpLimits(max_connections=2, timeout_sec=WAIT)
     with serving(limits=limits) as server, RawClient(server.port) as first:
         with RawClient(server.port) as second:
-            wait_until(lambda: server.open_connections == 2, "two open")
+            wait_until(lambda: server.open_connections == 2, what="two open")
             assert first.get("/ok").status == 200  # first now waits since after second
             with RawClient(server.port) as third:
                 assert third.get("/ok").status == 200
@@ -320,7 +313,7 @@ def test_stop_is_quick_and_closes_every_connection() -> None:
         clients[1].send(b"GET /slow HTT")
         clients[2].send(b"GET /slow HTTP/1.1\r\n\r\n")  # stuck in the worker until the gate opens
         assert entered.wait(WAIT)
-        wait_until(lambda: server.open_connections == 5, "all connected")
+        wait_until(lambda: server.open_connections == 5, what="all connected")
         with structlog.testing.capture_logs() as logs:
             start = time.monotonic()
             server.stop()
@@ -345,10 +338,10 @@ def test_open_connections_counts_connections() -> None:
     with serving() as server:
         assert server.open_connections == 0
         clients = [RawClient(server.port) for _ in range(4)]
-        wait_until(lambda: server.open_connections == 4, "four open")
+        wait_until(lambda: server.open_connections == 4, what="four open")
         for client in clients:
             client.close()
-        wait_until(lambda: server.open_connections == 0, "all closed")
+        wait_until(lambda: server.open_connections == 0, what="all closed")
 
 
 def test_a_taken_port_names_the_endpoint() -> None:

@@ -33,6 +33,7 @@ from gooddata_flight_server.tasks import (
     TaskWaitTimeoutError,
     ThreadTaskExecutor,
 )
+from tests.waiting import wait_until
 
 _TABLE = pyarrow.table({"col1": [1, 2, 3]})
 _WAIT = 10.0  # generous bound for events that must happen; tests finish long before it
@@ -95,13 +96,6 @@ class _Blocking(Task):
 
 def _table_task(on_close: Callable[[], None] | None = None, **kwargs: object) -> _FnTask:
     return _FnTask(lambda _: FlightDataTaskResult.for_table(_TABLE, on_close=on_close), **kwargs)
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + _WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 def _done(executor: ThreadTaskExecutor, task: Task) -> TaskExecutionResult:
@@ -769,7 +763,7 @@ def test_queue_gauge_counts_waiting_tasks_of_all_executors() -> None:
         assert _sample("gdfs_close_queue") >= 0
         for b in blockers:
             b.release.set()
-        _wait_until(lambda: _sample("gdfs_task_queue") == baseline)
+        wait_until(lambda: _sample("gdfs_task_queue") == baseline)
 
 
 def test_stopped_executor_leaves_queue_gauge() -> None:
