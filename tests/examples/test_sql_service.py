@@ -429,6 +429,7 @@ writer, _ = client.do_put(flight.FlightDescriptor.for_path(sys.argv[2]), batch.s
 for _ in range(5):
     writer.write_batch(batch)
 print("written", flush=True)
+sys.stdin.read()  # until the test has seen the upload arrive
 os._exit(0)  # the client dies mid-upload: no done_writing, no close
 """
 
@@ -439,25 +440,27 @@ def test_upload_interrupted_by_a_dying_client_stores_nothing(service: Service, t
     import sys
 
     service.put("kept", pyarrow.table({"id": [1, 2, 3]}))
+    script = tmp_path / "uploader.py"
+    script.write_text(_DYING_UPLOADER)
+    location = service.server.location.uri.decode()
     with structlog.testing.capture_logs() as logs:
         for table in ("kept", "partial"):
-            script = tmp_path / "uploader.py"
-            script.write_text(_DYING_UPLOADER)
-            location = service.server.location.uri.decode()
-            done = subprocess.run(
-                [sys.executable, str(script), location, table], capture_output=True, text=True, timeout=60
-            )
-            assert "written" in done.stdout, done.stderr
-        # the dead clients' DoPut calls end on the server once it notices; only then is the check
-        # meaningful, and only if the uploads reached the service at all
-        wait_until(
-            lambda: (
-                sorted(e["table"] for e in logs if e["event"] == "upload_interrupted") == ["kept", "partial"]
-            ),
-            what="both interrupted uploads noticed by the service",
-        )
-        # ended before the capture does: no call logs while the capture puts logging back
-        wait_until(lambda: service.server.in_flight_calls == 0, what="the interrupted uploads to end")
+            with subprocess.Popen(
+                [sys.executable, str(script), location, table],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            ) as uploader:
+                assert uploader.stdout is not None and uploader.stdin is not None
+                assert uploader.stdout.readline().strip() == "written"
+                # the upload is on the server before the client dies: the test then proves something
+                wait_until(lambda: service.server.in_flight_calls == 1, what="the upload on the server")
+                uploader.stdin.close()  # the uploader dies
+                assert uploader.wait(60) == 0
+            # its DoPut call ends on the server once it notices
+            wait_until(lambda: service.server.in_flight_calls == 0, what="the interrupted upload to end")
+    # the service noticed each interruption (pyarrow ends the reader as if the stream were complete)
+    assert [e["table"] for e in logs if e["event"] == "upload_interrupted"] == ["kept", "partial"]
     tables = {t["name"]: t for t in service.action("list-tables")}
     assert "partial" not in tables
     assert service.scalar("SELECT count(*) FROM kept") == 3
