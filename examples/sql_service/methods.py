@@ -79,6 +79,7 @@ class SqlServiceMethods(gf.FlightServerMethods):
         self._metrics = service_metrics()
         self._queries: dict[str, QueryTask] = {}
         self._queries_lock = threading.Lock()
+        self._submitting: set[str] = set()  # created, listed, not yet past the executor's submit
 
     def on_shutdown(self) -> None:
         """The server drained its calls: close the database (DuckDB checkpoints its write-ahead log);
@@ -125,8 +126,9 @@ class SqlServiceMethods(gf.FlightServerMethods):
         created: list[QueryTask] = []
 
         def create(descriptor: pyarrow.flight.FlightDescriptor) -> QueryTask:
-            created.append(self._query_task(descriptor))
-            return created[-1]
+            task = self._query_task(descriptor)  # listed from now on, submitted a moment later
+            created.append(task)
+            return task
 
         try:
             info = self.task_flight_info(context, self._ctx, descriptor, create)
@@ -140,9 +142,9 @@ class SqlServiceMethods(gf.FlightServerMethods):
                 )
             raise
         finally:
-            # a query the executor refused (BACKPRESSURE) or already forgot is not listed any more
+            # submitted (or refused) by now: a query the executor does not know is not listed any more
             for task in created:
-                self._forget_if_unknown(task.task_id)
+                self._submitted(task.task_id)
         self._count("ok")
         log.info("query_finished", ticket=info.endpoints[0].ticket.ticket.decode())
         return info
@@ -167,6 +169,7 @@ class SqlServiceMethods(gf.FlightServerMethods):
         with self._queries_lock:
             self._forget_ended_locked()
             self._queries[task.task_id] = task
+            self._submitting.add(task.task_id)
         log.info("query_submitted", task_id=task.task_id, sql=_short(sql))
         return task
 
@@ -254,11 +257,15 @@ class SqlServiceMethods(gf.FlightServerMethods):
         executor = self._ctx.task_executor
         known = executor.get_task_submitted_timestamp(task_id) is not None
         try:
-            finished = known and executor.wait_for_result(task_id, timeout=0) is not None
+            outcome = executor.wait_for_result(task_id, timeout=0) if known else None
         except gf.TaskWaitTimeoutError:
-            finished = False
+            outcome = None  # queued or running
         # a finished query's result may be streaming to a client right now: it is left to expire
-        cancelled = known and not finished and executor.cancel(task_id)
+        finished = outcome is not None and not outcome.cancelled
+        if outcome is not None and outcome.cancelled:
+            cancelled = True  # cancelled already (it stays known as such until it expires)
+        else:
+            cancelled = known and not finished and executor.cancel(task_id)
         log.info(
             "query_cancel_requested", task_id=task_id, known=known, finished=finished, cancelled=cancelled
         )
@@ -275,24 +282,27 @@ class SqlServiceMethods(gf.FlightServerMethods):
         ]
 
     def _forget_ended_locked(self) -> None:
-        """Drop the queries that ended or were cancelled: what is left is what runs or waits to run.
+        """Drop the queries that ended, that were cancelled before they ran, or that the executor
+        refused or forgot: what is left is what runs or waits to run.
 
-        A query is registered before the framework submits it, so "unknown to the executor" does
-        not mean ended here (a listing in that instant would lose a query that is about to run);
-        the call that created a query drops it when the executor refused it (see ``_forget_if_unknown``).
+        A query is registered before the framework submits it: until the call that created it
+        is past the submission, "unknown to the executor" means "about to be submitted", not gone.
         """
+        executor = self._ctx.task_executor
         ended = [
             task_id
             for task_id, task in self._queries.items()
-            if task.state is QueryState.FINISHED or task.cancelled
+            if task.state is QueryState.FINISHED
+            or (task.cancelled and task.state is QueryState.QUEUED)  # it never runs
+            or (task_id not in self._submitting and executor.get_task_submitted_timestamp(task_id) is None)
         ]
         for task_id in ended:
             del self._queries[task_id]
 
-    def _forget_if_unknown(self, task_id: str) -> None:
-        if self._ctx.task_executor.get_task_submitted_timestamp(task_id) is None:
-            with self._queries_lock:
-                self._queries.pop(task_id, None)
+    def _submitted(self, task_id: str) -> None:
+        with self._queries_lock:
+            self._submitting.discard(task_id)
+            self._forget_ended_locked()
 
     def _list_queries(self) -> list[dict[str, Any]]:
         with self._queries_lock:

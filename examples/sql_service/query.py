@@ -82,6 +82,13 @@ class QueryTask(gf.Task):
         return self._state
 
     def run(self) -> gf.TaskResult | gf.TaskError:
+        try:
+            return self._run()
+        finally:  # however run() ends, even before the query started (no cursor, say)
+            with self._guard:
+                self._state = QueryState.FINISHED
+
+    def _run(self) -> gf.TaskResult | gf.TaskError:
         cursor = self._database.cursor()
         try:
             reader, first = self._execute(cursor)

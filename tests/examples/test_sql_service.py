@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow
@@ -255,6 +256,43 @@ def test_cancel_action_stops_a_running_query(service: Service) -> None:
     assert gf.ErrorInfo.from_pyarrow_error(error).code == gf.ErrorCode.COMMAND_CANCELLED
     assert service.action("list-queries") == []
     _still_serves(service)
+
+
+def test_a_query_is_listed_from_its_creation_on(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing in the instant between a query's creation and its submission to the executor (which
+    does not know it yet) shows it queued and does not lose it: it is listed running afterwards."""
+    executor = service.server.task_executor
+    submit = executor.submit
+    in_between: list[Any] = []
+
+    def list_then_submit(task: gf.Task) -> None:
+        in_between.append(service.action("list-queries"))  # the instant the race was in
+        submit(task)
+
+    monkeypatch.setattr(executor, "submit", list_then_submit)
+    errors: list[flight.FlightError] = []
+
+    def run_query() -> None:
+        try:
+            service.info(ENDLESS_QUERY)
+        except flight.FlightError as e:
+            errors.append(e)
+
+    caller = threading.Thread(target=run_query)
+    caller.start()
+    try:
+        (running,) = wait_until(
+            lambda: [q for q in service.action("list-queries") if q["state"] == "running"], what="running"
+        )
+        assert service.action("cancel", running["task_id"].encode())["cancelled"] is True
+    finally:
+        caller.join(30)
+    ((listed,),) = in_between
+    assert listed["state"] == "queued" and listed["task_id"] == running["task_id"]
+    assert (
+        len(errors) == 1 and gf.ErrorInfo.from_pyarrow_error(errors[0]).code == gf.ErrorCode.COMMAND_CANCELLED
+    )
+    wait_until(lambda: service.action("list-queries") == [], what="the cancelled query gone")
 
 
 def test_list_queries_shows_queued_and_running_but_not_refused(start_service: Callable[..., Service]) -> None:

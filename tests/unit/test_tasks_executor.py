@@ -610,8 +610,9 @@ def test_stop_wakes_waiters_with_cancelled_outcome() -> None:
     waiting = [threading.Event(), threading.Event()]
 
     def wait(task: Task, about_to_wait: threading.Event) -> None:
-        # the waiter holds the GIL from here into the executor's wait: stop() cannot come in between
-        # (a waiter that came after stop() would rightly find no task at all)
+        # from here into the executor's wait is a few bytecodes, while stop() must first cancel and
+        # join the blocking worker: the window is tiny (a waiter that came after stop() would
+        # rightly find no task at all)
         about_to_wait.set()
         outcomes[task.task_id] = executor.wait_for_result(task.task_id)
 

@@ -48,8 +48,8 @@ class TaskExecutor(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, task_id: str) -> bool:
-        """Cancel a queued or running task, or evict a finished one's result. The outcome of a
-        cancelled task stays until it expires, so that waiters learn it was cancelled.
+        """Cancel a queued or running task, or evict a finished one's result. (ThreadTaskExecutor
+        keeps the outcome of a cancelled task until it expires, so that waiters learn it was cancelled.)
 
         False only when the task refused (it is not cancellable); True for an unknown id, since there
         is nothing left to cancel.
