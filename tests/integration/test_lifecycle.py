@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pyarrow.flight as flight
 import pytest
 
 import gooddata_flight_server as gf
+from gooddata_flight_server.tasks import ThreadTaskExecutor
 from gooddata_flight_server.testing import running_server, to_toml
 from tests.waiting import wait_until
 
@@ -304,7 +304,9 @@ def test_drain_cancels_tasks_before_the_deadline_so_waiting_calls_answer() -> No
 
         caller = threading.Thread(target=call)
         caller.start()
-        assert _wait_until_task_started(server)
+        executor = server.task_executor
+        assert isinstance(executor, ThreadTaskExecutor)
+        wait_until(lambda: executor.running_count >= 1, what="the task running on the server's executor")
         server.stop()
         assert server.wait_for_stop(10)
         caller.join(10)
@@ -312,16 +314,6 @@ def test_drain_cancels_tasks_before_the_deadline_so_waiting_calls_answer() -> No
     assert server.stopped_cleanly
     assert len(outcome) == 1
     assert _error_code(outcome[0]) == gf.ErrorCode.COMMAND_CANCELLED
-
-
-def _wait_until_task_started(server: gf.GoodDataFlightServer) -> bool:
-    executor = server.task_executor
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the task runs on the server's executor; poll its gauge
-        if getattr(executor, "_running", 0) >= 1:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_servers_never_started_hold_no_file_descriptors() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gooddata_flight_server.testing import to_toml
+from tests import waiting
 from tests.conftest import CLI, REPO, ServerProcess
 from tests.ops import prometheus_tools, workload
 
@@ -25,12 +25,8 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def poll(what: str, probe: Callable[[], _T | None], timeout: float = 20.0) -> _T:
-    """Ask ``probe`` every 10 ms until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.01)
+    """Ask ``probe`` until it returns something truthy, and return that; fail after ``timeout`` seconds."""
+    value: _T = waiting.wait_until(probe, timeout, what)
     return value
 
 
